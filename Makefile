@@ -1,0 +1,46 @@
+# make report : venv (if missing) -> default grid -> summary -> book/_build/html/index.html
+# make test   : the test suite (what CI runs)
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+GRID ?= data/grids/default.yaml
+# offline benchmark copies; unset or empty = load from the hub
+QUANTLIB_DATA_DIR ?= $(if $(wildcard ../shared/benchmarks),$(abspath ../shared/benchmarks),)
+export QUANTLIB_DATA_DIR
+# GPU machines: make TORCH_SPEC="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128" venv
+TORCH_SPEC ?=
+
+.PHONY: venv runs summary book report test clean-book
+
+venv: $(VENV)/.installed
+$(VENV)/.installed: requirements.txt requirements-data.txt pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(if $(TORCH_SPEC),$(PY) -m pip install -q $(TORCH_SPEC),)
+	$(PY) -m pip install -q -r requirements.txt
+	$(PY) -m pip install -q --no-deps -r requirements-data.txt
+	$(PY) -m pip install -q --no-deps -e .
+	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
+	touch $@
+
+# slow stage: quantize and score every cell of the grid (finished runs are skipped)
+runs: venv
+	$(PY) -m quantlib.grid $(GRID)
+
+# cheap stage: the table the book reads, rebuilt from the committed records
+summary: venv
+	$(PY) -m quantlib.summary >/dev/null
+
+book: venv summary
+	$(PY) -m quantlib.book_runs
+	$(VENV)/bin/jupyter-book build book -n -W --keep-going
+
+# runs first; the book is built even if a run failed, then make fails
+report: venv
+	status=0; $(MAKE) runs || status=$$?; $(MAKE) book && exit $$status
+
+test: venv
+	$(VENV)/bin/pytest -q tests; rc=$$?; [ $$rc -eq 5 ] && echo "no tests collected" && exit 1; exit $$rc
+
+clean-book:
+	rm -rf book/_build book/runs

@@ -1,0 +1,129 @@
+"""Quantization methods behind one registry and one signature: `load(spec) -> (model, info)`.
+
+`info` records what the report must say about each variant: weight bytes (and how they were
+counted), compute dtype, and for GPTQ the calibration and per-layer losses.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from . import models, paths
+
+
+@dataclass(frozen=True)
+class Method:
+    bits: frozenset
+    loader: Callable
+    calibrated: bool = False
+    default_bits_ok: bool = True
+    doc: str = ""
+
+    def label(self, bits) -> str:
+        return self._name if bits is None or len(self.bits) == 1 else f"{self._name}-{bits}b"
+
+
+def _footprint(model) -> int:
+    return int(model.get_memory_footprint())
+
+
+def load_fp(spec):
+    dtype = {32: torch.float32, 16: torch.bfloat16, None: models.fp_dtype()}[spec.bits]
+    model = models.load_fp(spec.model, dtype)
+    return model, {"dtype": str(dtype).replace("torch.", ""), "weight_bytes": _footprint(model),
+                   "weight_bytes_kind": "stored tensors", "effective_bits": torch.finfo(dtype).bits}
+
+
+def _load_bnb(spec, config):
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(
+        models.resolve(spec.model), quantization_config=config, dtype=models.fp_dtype(),
+        device_map=models.device()).eval()
+    return model, {"dtype": str(models.fp_dtype()).replace("torch.", ""), "weight_bytes": _footprint(model),
+                   "weight_bytes_kind": "stored tensors (bitsandbytes packed)", "effective_bits": spec.bits}
+
+
+def load_bnb_int8(spec):
+    from transformers import BitsAndBytesConfig
+
+    return _load_bnb(spec, BitsAndBytesConfig(load_in_8bit=True, llm_int8_threshold=6.0))
+
+
+def _bnb4(quant_type):
+    def load(spec):
+        from transformers import BitsAndBytesConfig
+
+        return _load_bnb(spec, BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type=quant_type,
+                                                  bnb_4bit_compute_dtype=models.fp_dtype()))
+    return load
+
+
+def gptq_cache_dir(spec) -> str:
+    key = hashlib.sha256(json.dumps(spec.quant_key(), sort_keys=True).encode()).hexdigest()[:16]
+    return str(paths.cache_dir() / "quantized" / f"{spec.name.split('__')[0]}-{spec.bits_label}-{key}")
+
+
+def load_gptq(spec):
+    """GPTQ weights, dequantized: numerically the quantized model, scored by dense kernels."""
+    from safetensors.torch import load_file, save_file
+
+    from . import calibration, gptq_model
+
+    model = models.load_fp(spec.model)
+    cache = gptq_cache_dir(spec)
+    info_path = os.path.join(cache, "quant_info.json")
+    if os.path.exists(info_path):
+        model.load_state_dict(load_file(os.path.join(cache, "model.safetensors"), device=str(model.device)),
+                              strict=False)
+        qinfo = json.load(open(info_path))
+        qinfo["from_cache"] = True
+    else:
+        tok = models.load_tokenizer(spec.model)
+        samples = calibration.samples(tok, spec.calibration)
+        qinfo = gptq_model.quantize(model, samples, spec.bits, spec.group_size, percdamp=0.01,
+                                    actorder=True, sym=True)
+        qinfo.update(calibration_tokens=int(sum(s.shape[1] for s in samples)), quant_key=spec.quant_key())
+        tmp = cache + f".tmp{os.getpid()}"
+        os.makedirs(tmp, exist_ok=True)
+        layers = gptq_model.decoder_layers(model)
+        state = {k: v.contiguous() for k, v in model.state_dict().items()
+                 if any(v.data_ptr() == p.data_ptr() for p in layers.parameters())}
+        save_file(state, os.path.join(tmp, "model.safetensors"))
+        json.dump(qinfo, open(os.path.join(tmp, "quant_info.json"), "w"), indent=1)
+        if os.path.exists(cache):  # another process finished first
+            shutil.rmtree(tmp)
+        else:
+            os.replace(tmp, cache)
+        qinfo["from_cache"] = False
+    dense = _footprint(model)
+    weight_bytes = dense - qinfo["quantized_linear_dense_bytes"] + qinfo["quantized_linear_packed_bytes"]
+    n_params = sum(p.numel() for p in model.parameters())
+    return model, {"dtype": str(model.dtype).replace("torch.", ""), "weight_bytes": weight_bytes,
+                   "weight_bytes_kind": "GPTQ packed format, computed (scored on dequantized dense weights)",
+                   "dense_weight_bytes": dense, "effective_bits": None,
+                   "gptq": {k: v for k, v in qinfo.items() if k != "layer_losses"},
+                   "gptq_layer_losses": qinfo["layer_losses"], "n_params": n_params}
+
+
+METHODS = {
+    "fp": Method(frozenset({16, 32}), load_fp, doc="full precision: bf16 on GPU, fp32 on CPU"),
+    "bnb-int8": Method(frozenset({8}), load_bnb_int8, doc="LLM.int8() (bitsandbytes), outlier threshold 6"),
+    "bnb-nf4": Method(frozenset({4}), _bnb4("nf4"), doc="bitsandbytes NF4, block 64"),
+    "bnb-fp4": Method(frozenset({4}), _bnb4("fp4"), doc="bitsandbytes FP4, block 64"),
+    "gptq": Method(frozenset({2, 3, 4, 8}), load_gptq, calibrated=True, default_bits_ok=False,
+                   doc="GPTQ, group 128, act-order, damp 0.01, symmetric"),
+}
+for _name, _m in METHODS.items():
+    object.__setattr__(_m, "_name", _name)
+
+
+def load(spec):
+    """The one entry point: the quantized model for a validated spec, plus what to record about it."""
+    return METHODS[spec.method].loader(spec)

@@ -1,0 +1,74 @@
+"""Run records: one folder per run, written atomically, with spec, metrics, environment and status."""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import tempfile
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+
+from . import paths
+
+PACKAGES = ("torch", "transformers", "accelerate", "bitsandbytes", "lm_eval", "datasets", "gguf",
+            "papermill", "numpy", "safetensors")
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def write_json(path: Path, obj) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=1, sort_keys=True, default=str) + "\n")
+
+
+def read_json(path: Path):
+    return json.loads(Path(path).read_text())
+
+
+def run_dir(name: str, runs: Path | None = None) -> Path:
+    return Path(runs or paths.RUNS) / name
+
+
+def status(folder: Path) -> str | None:
+    f = Path(folder) / "status.json"
+    return read_json(f)["status"] if f.exists() else None
+
+
+def set_status(folder: Path, state: str, **extra) -> None:
+    write_json(Path(folder) / "status.json",
+               {"status": state, "time": datetime.now(timezone.utc).isoformat(timespec="seconds"), **extra})
+
+
+def git_sha() -> str | None:
+    try:
+        out = subprocess.run(["git", "-C", str(paths.ROOT), "rev-parse", "HEAD"], capture_output=True,
+                             text=True, timeout=10)
+        dirty = subprocess.run(["git", "-C", str(paths.ROOT), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return out.stdout.strip() + ("-dirty" if dirty else "") if out.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def environment() -> dict:
+    import torch
+
+    versions = {}
+    for p in PACKAGES:
+        try:
+            versions[p] = metadata.version(p.replace("_", "-"))
+        except metadata.PackageNotFoundError:
+            versions[p] = None
+    dev = torch.cuda.get_device_name(0) if torch.cuda.is_available() else platform.processor() or "cpu"
+    return {"python": platform.python_version(), "platform": platform.platform(), "packages": versions,
+            "git_sha": git_sha(), "device": "cuda" if torch.cuda.is_available() else "cpu",
+            "device_name": dev, "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "data_dir": str(paths.data_dir()) if paths.data_dir() else None}

@@ -1,0 +1,67 @@
+"""Collect every run record into one flat table, the only input of the book."""
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pandas as pd
+
+from . import paths, records
+
+
+def row(folder: Path) -> dict:
+    spec = records.read_json(folder / "spec.json")
+    st = records.read_json(folder / "status.json") if (folder / "status.json").exists() else {}
+    r = {"run": folder.name, "status": st.get("status", "unknown"), "seconds": st.get("seconds"),
+         "error": st.get("error"), "model": spec["model"], "method": spec["method"], "bits": spec["bits"],
+         "group_size": spec["group_size"], "ppl_seqlen": spec["ppl_seqlen"], "ppl_limit": spec["ppl_limit"],
+         "calib_samples": spec["calibration"]["n_samples"], "calib_seed": spec["calibration"]["seed"]}
+    env_file = folder / "environment.json"
+    if env_file.exists():
+        env = records.read_json(env_file)
+        r.update(device=env["device"], device_name=env["device_name"], git_sha=env["git_sha"],
+                 torch=env["packages"].get("torch"), transformers=env["packages"].get("transformers"),
+                 lm_eval=env["packages"].get("lm_eval"), bitsandbytes=env["packages"].get("bitsandbytes"))
+    mfile = folder / "metrics.json"
+    if r["status"] == "done" and mfile.exists():
+        m = records.read_json(mfile)
+        q = m["quantization"]
+        r.update(dtype=q["dtype"], weight_bytes=q["weight_bytes"], weight_bytes_kind=q["weight_bytes_kind"])
+        if r["bits"] is None:  # fp at its natural width
+            r["bits"] = q["effective_bits"]
+        for name, p in m["perplexity"].items():
+            r[f"ppl_{name}"] = p["ppl"]
+            r[f"ppl_{name}_windows"] = p["windows"]
+        e = m["efficiency"]
+        r.update(prefill_tok_s=e["prefill_tokens_per_s"], decode_tok_s=e["decode_tokens_per_s"],
+                 peak_memory_bytes=e["peak_memory_bytes"], peak_memory_kind=e["peak_memory_kind"],
+                 speed_new_tokens=e["new_tokens"], speed_prompt_tokens=e["prompt_tokens"])
+        for name, b in m["benchmarks"].items():
+            r[f"{name}"] = b["value"]
+            r[f"{name}_n"] = b["n"]
+            r[f"{name}_limit"] = b["limit_per_task"]
+            r[f"{name}_metric"] = b["metric"]
+    return r
+
+
+def collect(runs: Path = paths.RUNS) -> pd.DataFrame:
+    folders = sorted(p for p in Path(runs).glob("*") if (p / "spec.json").exists())
+    df = pd.DataFrame([row(f) for f in folders])
+    if not df.empty:
+        df["label"] = [m if m in ("bnb-int8", "bnb-nf4", "bnb-fp4") else
+                       (f"fp{int(b)}" if m == "fp" and b == b and b is not None else
+                        f"{m}-{int(b)}b" if b == b and b is not None else m)
+                       for m, b in zip(df["method"], df["bits"])]
+    return df
+
+
+def write(runs: Path = paths.RUNS, out: Path = paths.SUMMARY) -> pd.DataFrame:
+    df = collect(runs)
+    buf = io.StringIO()
+    df.to_csv(buf, index=False)
+    records.atomic_write_text(out, buf.getvalue())
+    return df
+
+
+if __name__ == "__main__":
+    print(write().to_string())
