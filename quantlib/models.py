@@ -52,6 +52,8 @@ def resolve(model: str) -> str:
         return str(_convert_embedded(model))
     if Path(model).expanduser().exists():
         return str(Path(model).expanduser().resolve())
+    if model.startswith(("/", ".", "~")):
+        raise FileNotFoundError(f"model path {model!r} does not exist")
     if "/" not in model:
         raise ValueError(f"unknown model {model!r}: not an embedded model ({sorted(EMBEDDED)}), "
                          "not an existing local path, and not a hub id of the form org/name")

@@ -16,6 +16,9 @@ PACKAGES = ("torch", "transformers", "accelerate", "bitsandbytes", "lm_eval", "d
             "papermill", "numpy", "safetensors")
 
 
+RESULT_PATHS = ("quantlib", "notebooks", "data/grids", "requirements.txt", "requirements-data.txt")
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -51,8 +54,9 @@ def git_sha() -> str | None:
     try:
         out = subprocess.run(["git", "-C", str(paths.ROOT), "rev-parse", "HEAD"], capture_output=True,
                              text=True, timeout=10)
-        dirty = subprocess.run(["git", "-C", str(paths.ROOT), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=10).stdout.strip()
+        # "-dirty" when code that shapes results differs from the commit (prose edits do not count)
+        dirty = subprocess.run(["git", "-C", str(paths.ROOT), "status", "--porcelain", "--untracked-files=no",
+                                "--", *RESULT_PATHS], capture_output=True, text=True, timeout=10).stdout.strip()
         return out.stdout.strip() + ("-dirty" if dirty else "") if out.returncode == 0 else None
     except (OSError, subprocess.SubprocessError):
         return None

@@ -43,6 +43,12 @@ class RunSpec:
     speed_repeats: int = 3
 
     def __post_init__(self):
+        if isinstance(self.calibration, dict):
+            bad = set(self.calibration) - set(Calibration.__dataclass_fields__)
+            if bad:
+                raise SpecError(f"unknown calibration field(s): {sorted(bad)}")
+            object.__setattr__(self, "calibration", Calibration(**self.calibration))
+        object.__setattr__(self, "ppl_datasets", tuple(self.ppl_datasets))
         validate(self)
         allowed = METHODS[self.method].bits
         if self.bits is None and len(allowed) == 1:  # bnb-int8 is 8 bits whether or not the grid says so
@@ -55,8 +61,9 @@ class RunSpec:
     @property
     def name(self) -> str:
         """Readable prefix plus a hash of everything else, so equal specs share a folder."""
-        slug = re.sub(r"[^A-Za-z0-9.]+", "-", Path(self.model).name if "/" not in self.model
-                      or Path(self.model).exists() else self.model).strip("-").lower()
+        is_path = self.model.startswith(("/", ".", "~")) or Path(self.model).exists()
+        base = Path(self.model).name if is_path else self.model  # hub ids keep their org
+        slug = re.sub(r"[^A-Za-z0-9.]+", "-", base).strip("-").lower()
         return f"{slug}__{self.bits_label}__{self.digest()[:8]}"
 
     def digest(self) -> str:
@@ -80,14 +87,8 @@ class RunSpec:
         unknown = set(d) - set(cls.__dataclass_fields__)
         if unknown:
             raise SpecError(f"unknown spec field(s): {sorted(unknown)}")
-        if "calibration" in d:
-            cal = d["calibration"] or {}
-            bad = set(cal) - set(Calibration.__dataclass_fields__)
-            if bad:
-                raise SpecError(f"unknown calibration field(s): {sorted(bad)}")
-            d["calibration"] = Calibration(**cal)
-        if "ppl_datasets" in d:
-            d["ppl_datasets"] = tuple(d["ppl_datasets"])
+        if d.get("calibration") is None:
+            d.pop("calibration", None)
         return cls(**d)
 
 

@@ -44,14 +44,20 @@ def row(folder: Path) -> dict:
     return r
 
 
+def label(r: dict) -> str:
+    """Short variant name for tables and legends: fp32 / bf16, bnb-nf4, gptq-4b."""
+    if r["method"] == "fp":
+        return {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}.get(r.get("dtype"), "fp")
+    if str(r["method"]).startswith("bnb-") or r["bits"] != r["bits"]:
+        return r["method"]
+    return f"{r['method']}-{int(r['bits'])}b"
+
+
 def collect(runs: Path = paths.RUNS) -> pd.DataFrame:
     folders = sorted(p for p in Path(runs).glob("*") if (p / "spec.json").exists())
     df = pd.DataFrame([row(f) for f in folders])
     if not df.empty:
-        df["label"] = [m if m in ("bnb-int8", "bnb-nf4", "bnb-fp4") else
-                       (f"fp{int(b)}" if m == "fp" and b == b and b is not None else
-                        f"{m}-{int(b)}b" if b == b and b is not None else m)
-                       for m, b in zip(df["method"], df["bits"])]
+        df["label"] = [label(r) for r in df.to_dict("records")]
     return df
 
 

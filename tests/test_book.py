@@ -1,0 +1,36 @@
+"""The book builds, strictly, from the committed records alone."""
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from quantlib import paths, report
+
+
+def test_committed_summary_covers_the_default_grid():
+    df = report.summary()
+    assert (df["status"] == "done").all(), df.loc[df["status"] != "done", ["run", "error"]]
+    assert set(df["label"]) >= {"fp32", "bnb-int8", "bnb-nf4", "gptq-8b", "gptq-4b", "gptq-3b", "gptq-2b"}
+    for run in df["run"]:
+        assert (paths.RUNS / run / "run.ipynb").exists()
+
+
+@pytest.mark.slow
+def test_book_builds_strictly_from_committed_records(tmp_path):
+    book = tmp_path / "book"
+    shutil.copytree(paths.BOOK, book, ignore=shutil.ignore_patterns("_build", "runs"))
+    subprocess.run([sys.executable, "-m", "quantlib.book_runs"], check=True, cwd=paths.ROOT)
+    shutil.copytree(paths.BOOK / "runs", book / "runs")
+    jb = Path(sys.executable).parent / "jupyter-book"
+    out = subprocess.run([str(jb), "build", str(book), "-n", "-W", "--keep-going"],
+                         capture_output=True, text=True, cwd=paths.ROOT)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    html = book / "_build" / "html"
+    assert (html / "index.html").exists()
+    for page in ("results", "perplexity", "efficiency"):  # each has a captioned figure naming its maker
+        text = (html / f"{page}.html").read_text()
+        assert "<img" in text and f"Made by" in text and f"book/{page}.md" in text
+    assert len(list((html / "runs").glob("*.html"))) == len(report.summary())
+    assert len(list((html / "_images").glob("*.png"))) >= 3
