@@ -65,9 +65,12 @@ def _bnb4(quant_type):
     return load
 
 
-def gptq_cache_dir(spec) -> str:
+def gptq_cache_dir(spec, dtype: torch.dtype) -> str:
+    """Keyed by hash(model, method, bits, group, calibration); the dtype the weights were stored in is
+    part of the name (dequantized weights computed in bf16 on a GPU differ slightly from fp32 ones)."""
     key = hashlib.sha256(json.dumps(spec.quant_key(), sort_keys=True).encode()).hexdigest()[:16]
-    return str(paths.cache_dir() / "quantized" / f"{spec.name.split('__')[0]}-{spec.bits_label}-{key}")
+    dt = str(dtype).replace("torch.", "")
+    return str(paths.cache_dir() / "quantized" / f"{spec.name.split('__')[0]}-{spec.bits_label}-{dt}-{key}")
 
 
 def load_gptq(spec):
@@ -77,11 +80,13 @@ def load_gptq(spec):
     from . import calibration, gptq_model
 
     model = models.load_fp(spec.model)
-    cache = gptq_cache_dir(spec)
+    cache = gptq_cache_dir(spec, model.dtype)
     info_path = os.path.join(cache, "quant_info.json")
     if os.path.exists(info_path):
-        model.load_state_dict(load_file(os.path.join(cache, "model.safetensors"), device=str(model.device)),
-                              strict=False)
+        saved = load_file(os.path.join(cache, "model.safetensors"), device=str(model.device))
+        unexpected = model.load_state_dict(saved, strict=False).unexpected_keys  # decoder layers only
+        if unexpected or not saved:
+            raise RuntimeError(f"GPTQ cache {cache} does not match the model (unexpected keys {unexpected[:3]})")
         qinfo = json.load(open(info_path))
         qinfo["from_cache"] = True
     else:
