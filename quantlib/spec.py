@@ -10,6 +10,7 @@ from pathlib import Path
 import yaml
 
 from .methods import METHODS
+from .models import EMBEDDED
 
 PPL_DATASETS = ("wikitext2", "ptb", "c4")
 BENCHMARKS = ("mmlu", "gsm8k")
@@ -102,6 +103,9 @@ def _positive(name, value, allow_none=False):
 def validate(spec: RunSpec) -> None:
     if not isinstance(spec.model, str) or not spec.model:
         raise SpecError("model must be a non-empty string (registry name, hub id or local path)")
+    if not (spec.model in EMBEDDED or "/" in spec.model or spec.model.startswith((".", "~"))):
+        raise SpecError(f"unknown model {spec.model!r}: not an embedded model ({sorted(EMBEDDED)}), "
+                        "a local path or a hub id of the form org/name")
     if spec.method not in METHODS:
         raise SpecError(f"unknown method {spec.method!r}; known: {sorted(METHODS)}")
     allowed = METHODS[spec.method].bits

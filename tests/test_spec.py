@@ -22,6 +22,7 @@ def test_fixed_width_methods_fill_their_bits():
 
 @pytest.mark.parametrize("kw, msg", [
     (dict(method="awq", bits=4), "unknown method 'awq'"),
+    (dict(model="smollm3", method="fp"), "unknown model 'smollm3'"),
     (dict(method="bnb-nf4", bits=3), "cannot run at 3 bits"),
     (dict(method="bnb-int8", bits=4), "cannot run at 4 bits"),
     (dict(method="gptq", bits=5), "cannot run at 5 bits"),
@@ -33,7 +34,7 @@ def test_fixed_width_methods_fill_their_bits():
 ])
 def test_invalid_specs_fail_with_a_message_naming_the_problem(kw, msg):
     with pytest.raises(SpecError, match=msg):
-        RunSpec(model=M, **kw)
+        RunSpec(**{"model": M, **kw})
 
 
 def test_quant_key_covers_calibration_only_for_calibrated_methods():
