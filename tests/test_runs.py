@@ -91,7 +91,7 @@ def test_unknown_notebook_parameter_fails(tmp_path):
 
 
 def test_cli_rejects_bad_grid_without_touching_records(tmp_path):
-    (tmp_path / "bad.yaml").write_text("models: [m]\nmethods: [{method: bnb-nf4, bits: 3}]\n")
+    (tmp_path / "bad.yaml").write_text("models: [org/m]\nmethods: [{method: bnb-nf4, bits: 3}]\n")
     out = subprocess.run([sys.executable, "-m", "quantlib.grid", str(tmp_path / "bad.yaml"),
                           "--runs", str(tmp_path / "runs")], capture_output=True, text=True)
     assert out.returncode == 2 and "cannot run at 3 bits" in out.stderr

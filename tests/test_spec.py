@@ -53,11 +53,11 @@ def test_default_grid_expands_to_every_method(tmp_path):
 
 
 @pytest.mark.parametrize("text, msg", [
-    ("models: [m]\nmethods: [{method: bnb-nf4, bits: [3]}]\n", "cannot run at 3 bits"),
-    ("models: [m]\nmethods: [fp]\nbenchmark: {}\n", "unknown key"),
+    ("models: [org/m]\nmethods: [{method: bnb-nf4, bits: [3]}]\n", "cannot run at 3 bits"),
+    ("models: [org/m]\nmethods: [fp]\nbenchmark: {}\n", "unknown key"),
     ("models: []\nmethods: [fp]\n", "'models' must be a non-empty list"),
-    ("models: [m]\nmethods: [fp\n", "not valid YAML"),
-    ("models: [m]\nmethods: [{method: fp, bitz: 3}]\n", "bad methods entry"),
+    ("models: [org/m]\nmethods: [fp\n", "not valid YAML"),
+    ("models: [org/m]\nmethods: [{method: fp, bitz: 3}]\n", "bad methods entry"),
 ])
 def test_bad_grid_files_fail_at_load(tmp_path, text, msg):
     f = tmp_path / "grid.yaml"
