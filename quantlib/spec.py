@@ -49,6 +49,8 @@ class RunSpec:
             if bad:
                 raise SpecError(f"unknown calibration field(s): {sorted(bad)}")
             object.__setattr__(self, "calibration", Calibration(**self.calibration))
+        if isinstance(self.ppl_datasets, str):
+            object.__setattr__(self, "ppl_datasets", (self.ppl_datasets,))
         object.__setattr__(self, "ppl_datasets", tuple(self.ppl_datasets))
         validate(self)
         allowed = METHODS[self.method].bits
