@@ -1,10 +1,7 @@
 """Tables and figures for the book, from the summary table only (cheap stage)."""
 from __future__ import annotations
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
+import matplotlib.pyplot as plt  # inline backend inside the book's kernels
 import pandas as pd
 
 from . import paths
@@ -82,3 +79,10 @@ def plot_vs_bits(df: pd.DataFrame, metrics: dict, ylabel: str | None = None, log
     axes[0][0].legend(fontsize=7)
     fig.tight_layout()
     return fig
+
+
+def glue_value(name: str, value) -> None:
+    """Glue a number or text for the prose; numpy scalars become Python ones so formats like :.2f work."""
+    from myst_nb import glue
+
+    glue(name, value.item() if hasattr(value, "item") else value, display=False)

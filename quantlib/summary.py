@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -36,12 +37,22 @@ def row(folder: Path) -> dict:
         r.update(prefill_tok_s=e["prefill_tokens_per_s"], decode_tok_s=e["decode_tokens_per_s"],
                  peak_memory_bytes=e["peak_memory_bytes"], peak_memory_kind=e["peak_memory_kind"],
                  speed_new_tokens=e["new_tokens"], speed_prompt_tokens=e["prompt_tokens"])
+        r["mmlu_top_choice_share"] = top_choice_share(folder / "samples" / "mmlu.jsonl")
         for name, b in m["benchmarks"].items():
             r[f"{name}"] = b["value"]
             r[f"{name}_n"] = b["n"]
             r[f"{name}_limit"] = b["limit_per_task"]
             r[f"{name}_metric"] = b["metric"]
     return r
+
+
+def top_choice_share(samples: Path) -> float | None:
+    """Share of multiple-choice answers that go to the model's most frequent choice (a letter-bias check)."""
+    if not samples.exists():
+        return None
+    picks = [max(range(len(r["response"])), key=lambda i: r["response"][i][0])
+             for r in map(json.loads, samples.read_text().splitlines()) if r.get("response")]
+    return max(map(picks.count, set(picks))) / len(picks) if picks else None
 
 
 def label(r: dict) -> str:
