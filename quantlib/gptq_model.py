@@ -11,6 +11,7 @@ import time
 import torch
 
 from .gptq import GPTQ, packed_bytes
+from .spqr import SpQR, effective_bits
 
 STAGES = (("q_proj", "k_proj", "v_proj"), ("o_proj",), ("gate_proj", "up_proj"), ("down_proj",))
 
@@ -83,28 +84,40 @@ def _run(layer, inputs):
 
 @torch.no_grad()
 def quantize(model, samples: list[torch.Tensor], bits: int, group_size: int = 128,
-             percdamp: float = 0.01, actorder: bool = True, sym: bool = True) -> dict:
-    """Quantize every decoder linear layer in place; returns per-layer losses and packed sizes."""
+             percdamp: float = 0.01, actorder: bool = True, sym: bool = True,
+             algorithm: str = "gptq", outlier_threshold: float = 0.2) -> dict:
+    """Quantize every decoder linear layer in place (GPTQ or SpQR); returns per-layer losses or
+    outlier counts, and the stored size of the quantized layers."""
     layers = decoder_layers(model)
     inputs = _layer_inputs(model, layers, samples)
-    losses, packed, dense = {}, 0, 0
+    losses, packed, dense, n_out, n_w = {}, 0, 0, 0, 0
     t0 = time.perf_counter()
     for li, layer in enumerate(layers):
         for stage in _stages(layer):
             # modules of a stage read the same input, hence share H: quantize their stacked rows at once
             # (rows are independent given H, so this equals quantizing them one by one)
             stacked = _Stacked([m for _, m in stage])
-            gptq = GPTQ(stacked)
+            gptq = (SpQR if algorithm == "spqr" else GPTQ)(stacked)
             hook = stage[0][1].register_forward_hook(lambda _m, inp, _o: gptq.add_batch(inp[0].data))
             _run(layer, inputs)
             hook.remove()
-            losses[f"{li}." + "+".join(n for n, _ in stage)] = gptq.fasterquant(
-                bits, group_size, percdamp, actorder, sym)
+            key = f"{li}." + "+".join(n for n, _ in stage)
+            if algorithm == "spqr":
+                st = gptq.fasterquant(bits, group_size, percdamp, actorder, outlier_threshold)
+                losses[key] = st["outliers"] / st["weights"]
+                n_out, n_w = n_out + st["outliers"], n_w + st["weights"]
+            else:
+                losses[key] = gptq.fasterquant(bits, group_size, percdamp, actorder, sym)
             stacked.write_back()
             for _, m in stage:
-                packed += packed_bytes(*m.weight.shape, bits, group_size, actorder)
+                if algorithm == "spqr":
+                    packed += int(effective_bits(bits, group_size, st["outliers"] / st["weights"],
+                                                 rows=m.weight.shape[0]) * m.weight.numel() / 8)
+                else:
+                    packed += packed_bytes(*m.weight.shape, bits, group_size, actorder)
                 dense += m.weight.numel() * m.weight.element_size()
         outs = _run(layer, inputs)
         inputs = [(o, kw) for o, (_, kw) in zip(outs, inputs)]
-    return {"layer_losses": losses, "seconds": time.perf_counter() - t0,
+    extra = {"outliers": n_out, "outlier_fraction": n_out / n_w} if algorithm == "spqr" else {}
+    return {**extra, "algorithm": algorithm, "layer_losses": losses, "seconds": time.perf_counter() - t0,
             "quantized_linear_dense_bytes": dense, "quantized_linear_packed_bytes": packed}

@@ -5,11 +5,11 @@ from .spec import RunSpec, SpecError
 
 # name -> default: the template's `parameters` cell must define exactly these (tests check it)
 PARAMETERS = {
-    "model": "smollm2-135m-instruct", "method": "fp", "bits": None, "group_size": 128,
+    "model": "smollm2-135m-instruct", "method": "fp", "bits": None, "group_size": None,
     "calib_file": "calibration/alpaca_en_demo.json", "calib_samples": 128, "calib_max_tokens": 2048,
     "calib_seed": 0, "ppl_datasets": ["wikitext2"], "ppl_seqlen": 2048, "ppl_limit": 1,
     "mmlu_limit": 0, "gsm8k_limit": 0, "speed_prompt_tokens": 256, "speed_new_tokens": 16,
-    "speed_repeats": 1, "run_dir": "",
+    "speed_repeats": 1, "outlier_threshold": None, "run_dir": "",
 }
 BENCH_LIMITS = {"mmlu": "mmlu_limit", "gsm8k": "gsm8k_limit"}  # limit 0: skip, None: whole test set
 
@@ -27,7 +27,8 @@ def to_spec(p: dict) -> RunSpec:
                          max_tokens=p["calib_max_tokens"], seed=p["calib_seed"]),
         ppl_datasets=p["ppl_datasets"], ppl_seqlen=p["ppl_seqlen"], ppl_limit=p["ppl_limit"],
         benchmarks=benchmarks, speed_prompt_tokens=p["speed_prompt_tokens"],
-        speed_new_tokens=p["speed_new_tokens"], speed_repeats=p["speed_repeats"]))
+        speed_new_tokens=p["speed_new_tokens"], speed_repeats=p["speed_repeats"],
+        outlier_threshold=p["outlier_threshold"]))
 
 
 def from_spec(spec: RunSpec, run_dir: str) -> dict:
@@ -36,7 +37,7 @@ def from_spec(spec: RunSpec, run_dir: str) -> dict:
              calib_max_tokens=spec.calibration.max_tokens, calib_seed=spec.calibration.seed,
              ppl_datasets=list(spec.ppl_datasets), ppl_seqlen=spec.ppl_seqlen, ppl_limit=spec.ppl_limit,
              speed_prompt_tokens=spec.speed_prompt_tokens, speed_new_tokens=spec.speed_new_tokens,
-             speed_repeats=spec.speed_repeats, run_dir=run_dir)
+             speed_repeats=spec.speed_repeats, outlier_threshold=spec.outlier_threshold, run_dir=run_dir)
     for b, k in BENCH_LIMITS.items():
         p[k] = spec.benchmarks[b].get("limit") if b in spec.benchmarks else 0
     assert set(p) == set(PARAMETERS)

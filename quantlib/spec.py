@@ -33,7 +33,7 @@ class RunSpec:
     model: str
     method: str
     bits: int | None = None          # None: the method's natural width (fp: bf16 on GPU, fp32 on CPU)
-    group_size: int = 128
+    group_size: int | None = None    # None: the method's default (GPTQ 128, SpQR 16)
     calibration: Calibration = field(default_factory=Calibration)
     ppl_datasets: tuple[str, ...] = PPL_DATASETS
     ppl_seqlen: int = 2048
@@ -42,6 +42,7 @@ class RunSpec:
     speed_prompt_tokens: int = 256
     speed_new_tokens: int = 512
     speed_repeats: int = 3
+    outlier_threshold: float | None = None  # SpQR only (0.2 when not given; .inf = no outliers)
 
     def __post_init__(self):
         if isinstance(self.calibration, dict):
@@ -52,6 +53,10 @@ class RunSpec:
         if isinstance(self.ppl_datasets, str):
             object.__setattr__(self, "ppl_datasets", (self.ppl_datasets,))
         object.__setattr__(self, "ppl_datasets", tuple(self.ppl_datasets))
+        if self.group_size is None:
+            object.__setattr__(self, "group_size", 16 if self.method == "spqr" else 128)
+        if self.method == "spqr" and self.outlier_threshold is None:
+            object.__setattr__(self, "outlier_threshold", 0.2)
         validate(self)
         allowed = METHODS[self.method].bits
         if self.bits is None and len(allowed) == 1:  # bnb-int8 is 8 bits whether or not the grid says so
@@ -77,11 +82,15 @@ class RunSpec:
         key = {"model": self.model, "method": self.method, "bits": self.bits}
         if METHODS[self.method].calibrated:
             key.update(group_size=self.group_size, calibration=asdict(self.calibration))
+        if self.outlier_threshold is not None:
+            key["outlier_threshold"] = self.outlier_threshold
         return key
 
     def to_dict(self) -> dict:
         d = asdict(self)
         d["ppl_datasets"] = list(self.ppl_datasets)
+        if d["outlier_threshold"] is None:  # absent for methods without outliers: older names stay valid
+            del d["outlier_threshold"]
         return d
 
     @classmethod
@@ -116,6 +125,10 @@ def validate(spec: RunSpec) -> None:
     if spec.bits is None and not METHODS[spec.method].default_bits_ok:
         raise SpecError(f"method {spec.method!r} needs bits, one of {sorted(allowed)}")
     _positive("group_size", spec.group_size)
+    if spec.outlier_threshold is not None and (spec.method != "spqr" or not isinstance(
+            spec.outlier_threshold, (int, float)) or spec.outlier_threshold <= 0):
+        raise SpecError(f"outlier_threshold applies to spqr only and must be > 0, got {spec.outlier_threshold!r} "
+                        f"for {spec.method!r}")
     _positive("ppl_seqlen", spec.ppl_seqlen)
     _positive("ppl_limit", spec.ppl_limit, allow_none=True)
     for n in ("n_samples", "max_tokens"):
@@ -135,6 +148,7 @@ def validate(spec: RunSpec) -> None:
         _positive(f"benchmarks.{b}.limit", opts.get("limit"), allow_none=True)
 
 
+ENTRY_KEYS = {"method", "bits", "group_size", "outlier_threshold"}
 GRID_KEYS = {"models", "methods", "group_size", "calibration", "perplexity", "benchmarks", "efficiency"}
 
 
@@ -158,7 +172,7 @@ def load_grid(path: str | Path) -> list[RunSpec]:
     ppl = grid.get("perplexity") or {}
     eff = grid.get("efficiency") or {}
     common = dict(
-        group_size=grid.get("group_size", 128),
+        group_size=grid.get("group_size"),
         calibration=grid.get("calibration") or {},
         ppl_datasets=ppl.get("datasets", list(PPL_DATASETS)),
         ppl_seqlen=ppl.get("seqlen", 2048),
@@ -173,12 +187,14 @@ def load_grid(path: str | Path) -> list[RunSpec]:
         for entry in grid["methods"]:
             if isinstance(entry, str):
                 entry = {"method": entry}
-            if not isinstance(entry, dict) or "method" not in entry or set(entry) - {"method", "bits"}:
-                raise SpecError(f"grid file {path}: bad methods entry {entry!r} (want {{method, bits}})")
+            if not isinstance(entry, dict) or "method" not in entry or set(entry) - ENTRY_KEYS:
+                raise SpecError(f"grid file {path}: bad methods entry {entry!r} (keys: {sorted(ENTRY_KEYS)})")
             bits = entry.get("bits")
+            extra = {k: entry[k] for k in ("group_size", "outlier_threshold") if k in entry}
             for b in (bits if isinstance(bits, list) else [bits]):
                 try:
-                    specs.append(RunSpec.from_dict({"model": model, "method": entry["method"], "bits": b, **common}))
+                    specs.append(RunSpec.from_dict({**common, "model": model, "method": entry["method"], "bits": b,
+                                                    **extra}))
                 except (SpecError, TypeError) as e:
                     raise SpecError(f"grid file {path}: {e}") from e
     return specs

@@ -16,7 +16,8 @@ def row(folder: Path) -> dict:
     r = {"run": folder.name, "status": st.get("status", "unknown"), "seconds": st.get("seconds"),
          "error": st.get("error"), "model": spec["model"], "method": spec["method"], "bits": spec["bits"],
          "group_size": spec["group_size"], "ppl_seqlen": spec["ppl_seqlen"], "ppl_limit": spec["ppl_limit"],
-         "calib_samples": spec["calibration"]["n_samples"], "calib_seed": spec["calibration"]["seed"]}
+         "calib_samples": spec["calibration"]["n_samples"], "calib_seed": spec["calibration"]["seed"],
+         "outlier_threshold": spec.get("outlier_threshold")}
     env_file = folder / "environment.json"
     if env_file.exists():
         env = records.read_json(env_file)
@@ -27,7 +28,9 @@ def row(folder: Path) -> dict:
     if r["status"] == "done" and mfile.exists():
         m = records.read_json(mfile)
         q = m["quantization"]
-        r.update(dtype=q["dtype"], weight_bytes=q["weight_bytes"], weight_bytes_kind=q["weight_bytes_kind"])
+        r.update(dtype=q["dtype"], weight_bytes=q["weight_bytes"], weight_bytes_kind=q["weight_bytes_kind"],
+                 linear_bits=q.get("effective_bits") if r["method"] in ("gptq", "spqr") else None,
+                 outlier_fraction=(q.get("spqr") or {}).get("outlier_fraction"))
         if r["bits"] is None:  # fp at its natural width
             r["bits"] = q["effective_bits"]
         for name, p in m["perplexity"].items():
@@ -61,7 +64,11 @@ def label(r: dict) -> str:
         return {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}.get(r.get("dtype"), "fp")
     if str(r["method"]).startswith("bnb-") or r["bits"] != r["bits"]:
         return r["method"]
-    return f"{r['method']}-{int(r['bits'])}b"
+    label = f"{r['method']}-{int(r['bits'])}b"
+    if r["method"] == "spqr":  # ablation variants: other group sizes, no outliers
+        label += (f"-g{int(r['group_size'])}" if r["group_size"] != 16 else "") + (
+            "-no-outliers" if r.get("outlier_threshold") == float("inf") else "")
+    return label
 
 
 def collect(runs: Path = paths.RUNS) -> pd.DataFrame:

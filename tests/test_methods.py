@@ -16,7 +16,8 @@ def _ppl(model, tok, text=PROSE * 2):
 
 
 @pytest.mark.parametrize("method, bits", [("fp", None), ("bnb-int8", None), ("bnb-nf4", None),
-                                          ("bnb-fp4", None), ("gptq", 8), ("gptq", 4), ("gptq", 3), ("gptq", 2)])
+                                          ("bnb-fp4", None), ("gptq", 8), ("gptq", 4), ("gptq", 3), ("gptq", 2),
+                                          ("spqr", 4), ("spqr", 2)])
 def test_each_method_quantizes_the_tiny_model(tiny_model, method, bits):
     spec = RunSpec(model=tiny_model, method=method, bits=bits, calibration={"n_samples": 4})
     model, info = methods.load(spec)
@@ -26,6 +27,8 @@ def test_each_method_quantizes_the_tiny_model(tiny_model, method, bits):
     fp_bytes = methods.load(RunSpec(model=tiny_model, method="fp"))[1]["weight_bytes"]
     if method != "fp":
         assert info["weight_bytes"] < fp_bytes
+    if method == "spqr":
+        assert 0 < info["spqr"]["outlier_fraction"] < 0.2 and info["effective_bits"] > bits
     if method.startswith("bnb"):
         assert any("bnb" in type(m).__module__ or "bitsandbytes" in type(m).__module__ for m in model.modules())
 
@@ -49,7 +52,7 @@ def real_baseline():
 
 @pytest.mark.slow
 @pytest.mark.parametrize("method, bits, tol", [("bnb-int8", None, 0.03), ("gptq", 8, 0.03),
-                                               ("bnb-nf4", None, 0.5)])
+                                               ("bnb-nf4", None, 0.5), ("spqr", 4, 0.15)])
 def test_real_model_quantized_perplexity_stays_near_baseline(real_baseline, method, bits, tol):
     tok, base = real_baseline
     assert 2 < base < 100  # a real model on natural prose

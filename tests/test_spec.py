@@ -28,6 +28,8 @@ def test_fixed_width_methods_fill_their_bits():
     (dict(method="gptq", bits=5), "cannot run at 5 bits"),
     (dict(method="gptq"), "needs bits"),
     (dict(method="fp", ppl_seqlen=0), "ppl_seqlen"),
+    (dict(method="gptq", bits=4, outlier_threshold=0.2), "outlier_threshold applies to spqr only"),
+    (dict(method="spqr", bits=3, outlier_threshold=-1.0), "must be > 0"),
     (dict(method="fp", ppl_datasets=("wiki",)), "unknown perplexity dataset"),
     (dict(method="fp", benchmarks={"mmlu_pro": {}}), "unknown benchmark 'mmlu_pro'"),
     (dict(method="fp", benchmarks={"mmlu": {"limit": -1}}), "benchmarks.mmlu.limit"),
@@ -35,6 +37,14 @@ def test_fixed_width_methods_fill_their_bits():
 def test_invalid_specs_fail_with_a_message_naming_the_problem(kw, msg):
     with pytest.raises(SpecError, match=msg):
         RunSpec(**{"model": M, **kw})
+
+
+def test_method_defaults_for_group_size_and_outliers():
+    s = RunSpec(model=M, method="spqr", bits=2)
+    assert (s.group_size, s.outlier_threshold) == (16, 0.2)
+    g = RunSpec(model=M, method="gptq", bits=2)
+    assert g.group_size == 128 and "outlier_threshold" not in g.to_dict()
+    assert RunSpec(model=M, method="spqr", bits=2, outlier_threshold=float("inf")).name != s.name
 
 
 def test_quant_key_covers_calibration_only_for_calibrated_methods():
