@@ -29,7 +29,7 @@ def row(folder: Path) -> dict:
         m = records.read_json(mfile)
         q = m["quantization"]
         r.update(dtype=q["dtype"], weight_bytes=q["weight_bytes"], weight_bytes_kind=q["weight_bytes_kind"],
-                 linear_bits=q.get("effective_bits") if r["method"] in ("gptq", "spqr") else None,
+                 linear_bits=linear_bits(q.get(r["method"]), q["dtype"]),
                  outlier_fraction=(q.get("spqr") or {}).get("outlier_fraction"))
         if r["bits"] is None:  # fp at its natural width
             r["bits"] = q["effective_bits"]
@@ -47,6 +47,14 @@ def row(folder: Path) -> dict:
             r[f"{name}_limit"] = b["limit_per_task"]
             r[f"{name}_metric"] = b["metric"]
     return r
+
+
+def linear_bits(cal: dict | None, dtype: str) -> float | None:
+    """Stored bits per weight of the quantized linear layers (GPTQ/SpQR records carry both sizes)."""
+    if not cal or "quantized_linear_packed_bytes" not in cal:
+        return None
+    itemsize = {"float32": 4, "bfloat16": 2, "float16": 2}[dtype]
+    return 8 * cal["quantized_linear_packed_bytes"] / (cal["quantized_linear_dense_bytes"] / itemsize)
 
 
 def top_choice_share(samples: Path) -> float | None:
