@@ -1,6 +1,6 @@
 """Run a grid: one papermill execution of notebooks/run.ipynb per spec, one record folder per run.
 
-    python -m quantlib.grid data/grids/default.yaml
+    python -m quantlib.grid data/grids/default.yaml [more grids ...]
 
 A finished run (status 'done') is skipped. A failing run is recorded as 'failed' with its partial
 notebook, the others still run, and the exit status is non-zero. The summary table is rebuilt at the end.
@@ -52,20 +52,22 @@ def run_one(spec, runs: Path, template: Path = paths.RUN_TEMPLATE, kernel: str =
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("grid", type=Path, help="grid YAML (models x methods x bits x benchmarks)")
+    ap.add_argument("grids", type=Path, nargs="+", help="grid YAML file(s): models x methods x bits x benchmarks")
     ap.add_argument("--runs", type=Path, default=paths.RUNS, help="folder of run records")
     ap.add_argument("--summary", type=Path, default=paths.SUMMARY, help="summary table to (re)write")
     args = ap.parse_args(argv)
     try:
-        specs = load_grid(args.grid)
+        specs = [s for g in args.grids for s in load_grid(g)]
         paths.data_dir()  # a bad QUANTLIB_DATA_DIR fails before any run starts
     except (SpecError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    outcome = {s.name: run_one(s, args.runs) for s in specs}
+    outcome = {}
+    for s in specs:  # a spec listed by two grids runs once
+        outcome[s.name] = outcome.get(s.name) or run_one(s, args.runs)
     summary.write(args.runs, args.summary)
     failed = [n for n, o in outcome.items() if o == "failed"]
-    print(f"{len(specs)} runs: " + ", ".join(f"{sum(o == k for o in outcome.values())} {k}"
+    print(f"{len(outcome)} runs: " + ", ".join(f"{sum(o == k for o in outcome.values())} {k}"
                                             for k in ("done", "skipped", "failed")))
     if failed:
         print("failed runs (see status.json and run.ipynb in each folder):\n  " + "\n  ".join(failed),
