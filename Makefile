@@ -31,9 +31,12 @@ runs: venv
 summary: venv
 	$(PY) -m quantlib.summary >/dev/null
 
+# chapters are cached by their code only (jupyter-cache, Sphinx): new records force a full rebuild
 book: venv summary
+	@cmp -s data/summary.csv book/_build/.summary.csv || rm -rf book/_build
 	$(PY) -m quantlib.book_runs
 	$(VENV)/bin/jupyter-book build book -n -W --keep-going
+	cp data/summary.csv book/_build/.summary.csv
 
 # runs first; the book is built even if a run failed, then make fails
 report: venv
