@@ -56,28 +56,28 @@ class GPTQ:
         X = math.sqrt(2 / self.nsamples) * X
         self.H += X @ X.t()
 
+    def prepare(self, percdamp: float, actorder: bool):
+        """W in float, the upper Cholesky factor of the damped H^-1, and the act-order permutation (or None)."""
+        W, H = self.layer.weight.data.clone().float(), self.H
+        dead = torch.diag(H) == 0
+        H[dead, dead] = 1
+        W[:, dead] = 0
+        perm = torch.argsort(torch.diag(H), descending=True) if actorder else None
+        if actorder:
+            W, H = W[:, perm], H[perm][:, perm]
+        H += percdamp * torch.mean(torch.diag(H)) * torch.eye(self.columns, device=H.device)
+        return W, torch.linalg.cholesky(torch.cholesky_inverse(torch.linalg.cholesky(H)), upper=True), perm
+
     @torch.no_grad()
     def fasterquant(self, bits: int, group_size: int = 128, percdamp: float = 0.01,
                     actorder: bool = True, sym: bool = True, blocksize: int = 128) -> float:
         """Quantize the layer in place; returns the summed GPTQ loss sum((w - q)^2 / [H^-1]_qq^2) / 2."""
         if group_size > 0:
             blocksize = group_size
-        W = self.layer.weight.data.clone().float()
-        H = self.H
+        W, Hinv, perm = self.prepare(percdamp, actorder)
         quantizer = Quantizer(bits, sym)
         if group_size <= 0 or group_size >= self.columns:
             quantizer.find_params(W)
-
-        dead = torch.diag(H) == 0
-        H[dead, dead] = 1
-        W[:, dead] = 0
-        if actorder:
-            perm = torch.argsort(torch.diag(H), descending=True)
-            W, H = W[:, perm], H[perm][:, perm]
-
-        damp = percdamp * torch.mean(torch.diag(H))
-        H += damp * torch.eye(self.columns, device=H.device)
-        Hinv = torch.linalg.cholesky(torch.cholesky_inverse(torch.linalg.cholesky(H)), upper=True)
 
         Q = torch.zeros_like(W)
         loss = torch.zeros(self.rows, device=W.device)

@@ -52,16 +52,7 @@ class SpQR(GPTQ):
                     outlier_threshold: float = 0.2, qq_bits: int = 3, beta2: int = 16,
                     blocksize: int = 128) -> dict:
         """Quantize the layer in place; returns the number of outliers and weights."""
-        W = self.layer.weight.data.clone().float()
-        H = self.H
-        dead = torch.diag(H) == 0
-        H[dead, dead] = 1
-        W[:, dead] = 0
-        if actorder:
-            perm = torch.argsort(torch.diag(H), descending=True)
-            W, H = W[:, perm], H[perm][:, perm]
-        H += percdamp * torch.mean(torch.diag(H)) * torch.eye(self.columns, device=H.device)
-        Hinv = torch.linalg.cholesky(torch.cholesky_inverse(torch.linalg.cholesky(H)), upper=True)
+        W, Hinv, perm = self.prepare(percdamp, actorder)
         dH = torch.diag(Hinv)
         tau = outlier_threshold * (W.var(dim=0) / dH ** 2).mean().item()
         blocksize = max(blocksize // group_size, 1) * group_size  # groups never straddle blocks
