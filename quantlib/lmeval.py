@@ -1,83 +1,125 @@
 """Benchmarks through lm-evaluation-harness on the in-memory (quantized) model.
 
-Tasks are the YAML files under quantlib/tasks. With QUANTLIB_DATA_DIR set, each task's
-`metadata.local_files` replaces its hub dataset by the local copy; otherwise the hub is used.
+Each benchmark is a folder of task YAML under quantlib/tasks (registry: tasks/benchmarks.yaml).
+With QUANTLIB_DATA_DIR set, a task's `metadata.local_files` replaces its hub dataset by the local
+copy, after checking that the files exist and carry the columns the task needs; otherwise the hub is used.
 """
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
+import math
 from pathlib import Path
 
-from . import paths
-
-TASK_DIRS = {"mmlu": "mmlu", "gsm8k": "gsm8k"}
+from . import benchmarks, judge, paths
+from .tasks import common
+from .tasks.common import DataError
 
 
 def task_files(benchmark: str) -> list[Path]:
-    return sorted((paths.TASKS / TASK_DIRS[benchmark]).glob("*.yaml"))
+    return sorted(f for f in (paths.TASKS / benchmark).glob("*.yaml") if not f.name.startswith("_"))
 
 
 def task_sha256(benchmark: str) -> str:
-    """One hash over the benchmark's task definitions (YAML, templates, helper code)."""
+    """One hash over the benchmark's task definitions (YAML, templates, helper code, shared helpers)."""
     h = hashlib.sha256()
-    for f in sorted((paths.TASKS / TASK_DIRS[benchmark]).iterdir()):
+    for f in sorted((paths.TASKS / benchmark).iterdir()) + [paths.TASKS / "common.py"]:
         if f.is_file():
             h.update(f.name.encode() + f.read_bytes())
     return h.hexdigest()
 
 
+def _local(benchmark: str, cfg: dict, local: dict) -> dict:
+    """Point a task config at the local copy: data_files per split, checked before anything runs."""
+    name = cfg.get("dataset_name") or ""
+    data_files = {}
+    for split, rel in local["splits"].items():
+        rel = rel.format(name=name)
+        files = sorted(glob.glob(str(paths.data_dir() / rel))) if "*" in rel else [str(paths.data_file(rel))]
+        if not files:
+            raise DataError(f"{benchmark}: no file matches {paths.data_dir() / rel}")
+        for f in files:
+            common.require_columns(benchmark, f, local.get("columns", []))
+        data_files[split] = files
+    cfg.update(dataset_path=local["format"], dataset_name=None,
+               dataset_kwargs={"data_files": data_files, **local.get("options", {})})
+    return cfg
+
+
 def task_configs(benchmark: str) -> list[dict]:
     from lm_eval.tasks._yaml_loader import load_yaml
 
+    if benchmark not in benchmarks.registry():
+        raise KeyError(f"unknown benchmark {benchmark!r}; known: {list(benchmarks.names())}")
     configs = []
     for f in task_files(benchmark):
         cfg = load_yaml(f, resolve_func=True, recursive=True)
         local = (cfg.get("metadata") or {}).pop("local_files", None)
         if local and paths.data_dir() is not None:
-            name = cfg.get("dataset_name") or ""
-            cfg["dataset_path"] = local["format"]
-            cfg["dataset_name"] = None
-            cfg["dataset_kwargs"] = {"data_files": {
-                split: str(paths.data_file(rel.format(name=name)))
-                for split, rel in local.items() if split != "format"}}
+            cfg = _local(benchmark, cfg, local)
         configs.append(cfg)
     return configs
 
 
-def _primary(metrics: dict) -> tuple[str, float, float | None]:
-    for key, value in metrics.items():
-        if "," in key and not key.startswith("alias") and "_stderr" not in key:
-            err = metrics.get(key.replace(",", "_stderr,"))
-            return key, float(value), (float(err) if isinstance(err, (int, float)) else None)
-    raise KeyError(f"no metric in {metrics}")
+def _clean(x):
+    """JSON-safe numbers: NaN (a metric with no items, e.g. an absent BBQ category) becomes None."""
+    x = x.item() if hasattr(x, "item") else x
+    return None if isinstance(x, float) and math.isnan(x) else x
+
+
+def _task_metrics(metrics: dict) -> dict:
+    return {k.split(",")[0]: _clean(v) for k, v in metrics.items()
+            if "," in k and "_stderr" not in k and isinstance(_clean(v), (int, float, type(None)))}
+
+
+def _pooled(per_task: dict, tasks: list[str], metric: str) -> float | None:
+    """Item-weighted mean of a per-item-mean metric over tasks (micro average, lm-eval's group rule)."""
+    pairs = [(per_task[t]["metrics"][metric], per_task[t]["n"]) for t in tasks if t in per_task]
+    n = sum(k for _, k in pairs)
+    return sum(v * k for v, k in pairs) / n if n else None
 
 
 def evaluate(model, tokenizer, benchmark: str, limit: int | None, samples_dir: Path,
              batch_size: int = 8) -> dict:
-    """Score one benchmark; per-example records go to samples_dir/<benchmark>.jsonl."""
+    """Score one benchmark; per-item records go to samples_dir/<benchmark>.jsonl."""
     from lm_eval import simple_evaluate
     from lm_eval.models.huggingface import HFLM
 
+    reg = benchmarks.registry()[benchmark]
+    configs = task_configs(benchmark)
+    common.set_tokenizer(tokenizer)
     lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, max_length=2048)
-    res = simple_evaluate(model=lm, tasks=task_configs(benchmark), limit=limit, apply_chat_template=True,
+    res = simple_evaluate(model=lm, tasks=configs, limit=limit, apply_chat_template=True,
                           log_samples=True, bootstrap_iters=0, random_seed=0, numpy_random_seed=0,
                           torch_random_seed=0, fewshot_random_seed=0)
-    per_task, correct, total = {}, 0.0, 0
-    samples_dir.mkdir(parents=True, exist_ok=True)
-    lines = []
+    per_task, lines, chance = {}, [], []
     for task, metrics in res["results"].items():
-        key, value, err = _primary(metrics)
-        n = len(res["samples"][task])
-        per_task[task] = {"metric": key, "value": value, "n": n}
-        correct, total = correct + value * n, total + n
-        for s in res["samples"][task]:
+        samples = res["samples"][task]
+        cfg = res["configs"][task]
+        per_task[task] = {"metrics": _task_metrics(metrics), "n": len(samples),
+                          "prompt": str(cfg.get("doc_to_text")), "description": cfg.get("description") or None,
+                          "generation_kwargs": cfg.get("generation_kwargs") if cfg.get("output_type") == "generate_until" else None}
+        for s in samples:
+            if cfg.get("output_type") == "multiple_choice" and reg.get("chance", True):
+                chance.append(1 / len(s["resps"]))
             lines.append(json.dumps({"task": task, "doc_id": s["doc_id"], "target": s["target"],
-                                     "response": s["filtered_resps"], "raw": s["resps"], key.split(",")[0]: s.get(key.split(",")[0])},
-                                    default=str))
-    (samples_dir / f"{benchmark}.jsonl").write_text("\n".join(lines) + "\n")
-    metric = next(iter(per_task.values()))["metric"]
-    return {"metric": metric, "value": correct / total, "n": total, "limit_per_task": limit,
-            "tasks": per_task, "task_versions": {k: v for k, v in res.get("versions", {}).items()},
-            "task_definitions_sha256": task_sha256(benchmark),
+                                     "response": s["filtered_resps"],
+                                     **{m: s.get(m) for m in reg["metrics"] if m in s}},
+                                    default=lambda o: _clean(o) if hasattr(o, "item") else str(o),
+                                    ensure_ascii=False))
+    samples_dir.mkdir(parents=True, exist_ok=True)
+    (samples_dir / f"{benchmark}.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    tasks = list(per_task)
+    if len(tasks) == 1:  # corpus-level metrics (BLEU, bias scores) come from the harness as they are
+        values = dict(per_task[tasks[0]]["metrics"])
+    else:
+        values = {m: _pooled(per_task, tasks, m) for m in reg["metrics"]}
+    groups = {g: _pooled(per_task, members, reg["metrics"][0]) for g, members in benchmarks.groups(benchmark).items()}
+    head = reg["metrics"][0]
+    return {"metric": head, "value": values[head], "metrics": values, "n": sum(t["n"] for t in per_task.values()),
+            "chance": sum(chance) / len(chance) if chance else None, "groups": groups,
+            "limit_per_task": limit, "tasks": per_task,
+            **({"judge": (judge.configured() or {}).get("model")} if reg.get("judge") else {}),
+            "task_versions": dict(res.get("versions", {})), "task_definitions_sha256": task_sha256(benchmark),
             "lm_eval_config": {k: v for k, v in res.get("config", {}).items() if k in ("batch_size", "limit")}}

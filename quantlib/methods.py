@@ -47,8 +47,36 @@ def _load_bnb(spec, config):
     model = AutoModelForCausalLM.from_pretrained(
         models.resolve(spec.model), quantization_config=config, dtype=models.fp_dtype(),
         device_map=models.device()).eval()
+    storage = bnb_storage(model, models.fp_dtype().itemsize)
     return model, {"dtype": str(models.fp_dtype()).replace("torch.", ""), "weight_bytes": _footprint(model),
-                   "weight_bytes_kind": "stored tensors (bitsandbytes packed)", "effective_bits": spec.bits}
+                   "weight_bytes_kind": "stored tensors (bitsandbytes packed)",
+                   "effective_bits": 8 * storage["quantized_linear_packed_bytes"] / storage["quantized_linear_params"],
+                   spec.method: storage}
+
+
+def bnb_storage(model, dense_itemsize: int) -> dict:
+    """Bytes bitsandbytes really stores for its linear layers: codes plus scales, i.e. int8 weights and
+    one fp32 scale per row (LLM.int8(); its outlier columns are recomputed, not stored), or packed 4-bit
+    codes, one fp32 absmax per block of 64, the 16-entry code book and nested statistics (NF4/FP4)."""
+    import bitsandbytes as bnb
+
+    def nbytes(*tensors):
+        return sum(t.numel() * t.element_size() for t in tensors if t is not None)
+
+    packed = params = 0
+    for mod in model.modules():
+        if isinstance(mod, bnb.nn.Linear8bitLt):
+            packed += nbytes(mod.weight.data, mod.weight.SCB)
+        elif isinstance(mod, bnb.nn.Linear4bit):
+            qs = mod.weight.quant_state
+            packed += nbytes(mod.weight.data, qs.absmax, qs.code)
+            if qs.nested:
+                packed += nbytes(qs.state2.absmax, qs.state2.code, qs.offset)
+        else:
+            continue
+        params += mod.in_features * mod.out_features
+    return {"quantized_linear_packed_bytes": packed, "quantized_linear_params": params,
+            "quantized_linear_dense_bytes": params * dense_itemsize}
 
 
 def load_bnb_int8(spec):

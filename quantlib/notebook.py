@@ -1,17 +1,19 @@
 """Glue between the papermill template's flat parameters and a RunSpec."""
 from __future__ import annotations
 
+from . import benchmarks
 from .spec import RunSpec, SpecError
+
+BENCH_LIMITS = {b: f"{b}_limit" for b in benchmarks.names()}  # limit 0: skip, None: whole test set
 
 # name -> default: the template's `parameters` cell must define exactly these (tests check it)
 PARAMETERS = {
     "model": "smollm2-135m-instruct", "method": "fp", "bits": None, "group_size": None,
     "calib_file": "calibration/alpaca_en_demo.json", "calib_samples": 128, "calib_max_tokens": 2048,
     "calib_seed": 0, "ppl_datasets": ["wikitext2"], "ppl_seqlen": 2048, "ppl_limit": 1,
-    "mmlu_limit": 0, "gsm8k_limit": 0, "speed_prompt_tokens": 256, "speed_new_tokens": 16,
+    **{k: 0 for k in BENCH_LIMITS.values()}, "speed_prompt_tokens": 256, "speed_new_tokens": 16,
     "speed_repeats": 1, "outlier_threshold": None, "run_dir": "",
 }
-BENCH_LIMITS = {"mmlu": "mmlu_limit", "gsm8k": "gsm8k_limit"}  # limit 0: skip, None: whole test set
 
 
 def unknown_parameters(names) -> list[str]:

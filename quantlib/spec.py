@@ -9,11 +9,12 @@ from pathlib import Path
 
 import yaml
 
+from . import benchmarks
 from .methods import METHODS
 from .models import EMBEDDED
 
 PPL_DATASETS = ("wikitext2", "ptb", "c4")
-BENCHMARKS = ("mmlu", "gsm8k")
+BENCHMARKS = benchmarks.names()
 
 
 class SpecError(ValueError):

@@ -29,7 +29,8 @@ def row(folder: Path) -> dict:
         m = records.read_json(mfile)
         q = m["quantization"]
         r.update(dtype=q["dtype"], weight_bytes=q["weight_bytes"], weight_bytes_kind=q["weight_bytes_kind"],
-                 linear_bits=linear_bits(q.get(r["method"]), q["dtype"]),
+                 linear_bits=(q["effective_bits"] if r["method"] == "fp"
+                              else linear_bits(q.get(r["method"]), q["dtype"])),
                  outlier_fraction=(q.get("spqr") or {}).get("outlier_fraction"))
         if r["bits"] is None:  # fp at its natural width
             r["bits"] = q["effective_bits"]
@@ -42,15 +43,24 @@ def row(folder: Path) -> dict:
                  speed_new_tokens=e["new_tokens"], speed_prompt_tokens=e["prompt_tokens"])
         r["mmlu_top_choice_share"] = top_choice_share(folder / "samples" / "mmlu.jsonl")
         for name, b in m["benchmarks"].items():
-            r[f"{name}"] = b["value"]
-            r[f"{name}_n"] = b["n"]
-            r[f"{name}_limit"] = b["limit_per_task"]
-            r[f"{name}_metric"] = b["metric"]
+            r.update(bench_columns(name, b))
     return r
 
 
+def bench_columns(name: str, b: dict) -> dict:
+    """`<name>` is the headline metric; other metrics, discipline groups, n and chance level beside it."""
+    cols = {name: b["value"], f"{name}_n": b["n"], f"{name}_limit": b["limit_per_task"],
+            f"{name}_metric": b["metric"], f"{name}_chance": b.get("chance")}
+    if "judge" in b:  # which LLM judged the constraints no rule checks (None: those were skipped)
+        cols[f"{name}_judge"] = b["judge"]
+    cols.update({f"{name}_{k}": v for k, v in (b.get("metrics") or {}).items() if k != b["metric"]})
+    cols.update({f"{name}_group_{g}": v for g, v in (b.get("groups") or {}).items()})
+    return cols
+
+
 def linear_bits(cal: dict | None, dtype: str) -> float | None:
-    """Stored bits per weight of the quantized linear layers (GPTQ/SpQR records carry both sizes)."""
+    """Stored bits per weight of the quantized linear layers (codes + statistics + outliers), from the
+    sizes the GPTQ, SpQR and bitsandbytes records carry; None for records made before bnb carried them."""
     if not cal or "quantized_linear_packed_bytes" not in cal:
         return None
     itemsize = {"float32": 4, "bfloat16": 2, "float16": 2}[dtype]

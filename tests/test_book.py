@@ -29,7 +29,7 @@ def test_book_builds_strictly_from_committed_records(tmp_path):
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     html = book / "_build" / "html"
     assert (html / "index.html").exists()
-    for page in ("results", "perplexity", "efficiency"):  # each has a captioned figure naming its maker
+    for page in ("knowledge", "alignment", "perplexity", "efficiency", "spqr"):  # each has a captioned figure naming its maker
         text = (html / f"{page}.html").read_text()
         assert "<img" in text and f"Made by" in text and f"book/{page}.md" in text
     assert len(list((html / "runs").glob("*.html"))) == len(report.summary())

@@ -31,6 +31,18 @@ def test_each_method_quantizes_the_tiny_model(tiny_model, method, bits):
         assert 0 < info["spqr"]["outlier_fraction"] < 0.2 and info["effective_bits"] > bits
     if method.startswith("bnb"):
         assert any("bnb" in type(m).__module__ or "bitsandbytes" in type(m).__module__ for m in model.modules())
+        # stored bits per weight, by hand: int8 codes + one fp32 scale per row of 128 or 256 inputs;
+        # 4-bit codes + one fp32 absmax per block of 64 (+ a 16-entry fp32 code book per layer)
+        st = info[method]
+        if method == "bnb-int8":
+            rows = sum(m.out_features for m in model.modules() if type(m).__name__ == "Linear8bitLt")
+            assert st["quantized_linear_packed_bytes"] == st["quantized_linear_params"] + 4 * rows
+        else:
+            layers = sum(type(m).__name__ == "Linear4bit" for m in model.modules())
+            assert st["quantized_linear_packed_bytes"] == (st["quantized_linear_params"] // 2
+                                                           + 4 * st["quantized_linear_params"] // 64 + 64 * layers)
+        assert info["effective_bits"] == pytest.approx(8 * st["quantized_linear_packed_bytes"] / st["quantized_linear_params"])
+        assert info["effective_bits"] == pytest.approx(8.2 if method == "bnb-int8" else 4.5, abs=0.1)
 
 
 def test_gptq_checkpoint_is_cached(tiny_model):

@@ -1,5 +1,8 @@
-"""Writes one task YAML per MMLU subject (run once; the YAMLs are committed)."""
+"""Writes one task YAML per MMLU subject and _groups.yaml, the four disciplines of lm-eval's MMLU
+(STEM, humanities, social sciences, other) as in the paper's Table 9 (run once; outputs committed)."""
 from pathlib import Path
+
+import yaml
 
 SUBJECTS = """abstract_algebra anatomy astronomy business_ethics clinical_knowledge college_biology
 college_chemistry college_computer_science college_mathematics college_medicine college_physics
@@ -15,7 +18,12 @@ professional_psychology public_relations security_studies sociology us_foreign_p
 world_religions""".split()
 
 if __name__ == "__main__":
+    from lm_eval.tasks.mmlu._generate_configs import SUBJECTS as CATEGORY  # subject -> discipline
+
     here = Path(__file__).parent
+    names = {"stem": "STEM", "humanities": "Humanities", "social_sciences": "Social Sciences", "other": "Other"}
+    groups = {n: [f"quantlib_mmlu_{s}" for s in SUBJECTS if CATEGORY[s] == c] for c, n in names.items()}
+    (here / "_groups.yaml").write_text(yaml.safe_dump(groups, sort_keys=False))
     for s in SUBJECTS:
         nice = s.replace("_", " ")
         (here / f"mmlu_{s}.yaml").write_text(

@@ -1,0 +1,9 @@
+import numpy as np
+
+from quantlib.tasks.common import mean_token_loglik, truthfulqa_targets as process_docs  # noqa: F401
+
+
+def process_results(doc, results):
+    lls = [ll for ll, _ in results]
+    mean = mean_token_loglik(lls, doc["mc1_targets"]["choices"])
+    return {"acc": float(np.argmax(mean) == 0), "acc_sum": float(np.argmax(lls) == 0)}

@@ -1,0 +1,11 @@
+from quantlib.tasks.common import rouge, shuffled, truncate_words
+
+MAX_WORDS = 700
+
+
+def process_docs(dataset):
+    return shuffled(dataset).map(lambda d: {"document": truncate_words(d["document"], MAX_WORDS)})
+
+
+def process_results(doc, results):
+    return rouge(doc["summary"], results[0])
