@@ -105,6 +105,7 @@ def evaluate(model, tokenizer, benchmark: str, limit: int | None, samples_dir: P
                 chance.append(1 / len(s["resps"]))
             lines.append(json.dumps({"task": task, "doc_id": s["doc_id"], "target": s["target"],
                                      "response": s["filtered_resps"],
+                                     **({"raw": s["resps"]} if cfg.get("output_type") == "generate_until" else {}),
                                      **{m: s.get(m) for m in reg["metrics"] if m in s}},
                                     default=lambda o: _clean(o) if hasattr(o, "item") else str(o),
                                     ensure_ascii=False))

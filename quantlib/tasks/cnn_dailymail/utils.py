@@ -1,6 +1,6 @@
 from quantlib.tasks.common import rouge, shuffled, truncate_words
 
-MAX_WORDS = 700
+MAX_WORDS = 400
 
 
 def process_docs(dataset):
