@@ -75,7 +75,8 @@ def _task_metrics(metrics: dict) -> dict:
 
 def _pooled(per_task: dict, tasks: list[str], metric: str) -> float | None:
     """Item-weighted mean of a per-item-mean metric over tasks (micro average, lm-eval's group rule)."""
-    pairs = [(per_task[t]["metrics"][metric], per_task[t]["n"]) for t in tasks if t in per_task]
+    pairs = [(per_task[t]["metrics"].get(metric), per_task[t]["n"]) for t in tasks if t in per_task]
+    pairs = [(v, k) for v, k in pairs if v is not None]
     n = sum(k for _, k in pairs)
     return sum(v * k for v, k in pairs) / n if n else None
 
