@@ -60,8 +60,9 @@ def per_variant(df: pd.DataFrame, model: str, value) -> dict:
 
 
 def table(df: pd.DataFrame, columns: dict) -> pd.DataFrame:
-    """Rows = variants, columns renamed for print; missing metrics stay empty."""
-    out = df[["model", "label"] + [c for c in columns if c in df]].rename(columns=columns)
+    """Rows = variants, columns renamed for print; missing metrics stay empty; counts print as integers."""
+    out = df[["model", "label"] + [c for c in columns if c in df]]
+    out = out.astype({c: "Int64" for c in out if c.endswith(("_n", "_paired_n"))}).rename(columns=columns)
     return out.rename(columns={"model": "Model", "label": "Variant"})
 
 
@@ -114,10 +115,11 @@ def baseline_table(df: pd.DataFrame, model: str, names) -> pd.DataFrame:
     for n in names:
         if n not in df:
             continue
+        same = quant[quant[f"{n}_n"] == fp[f"{n}_n"]]  # runs scored on the baseline's items only
         rows.append({"benchmark": title(n), "items": fp[f"{n}_n"], "baseline": fp[n],
-                     "chance": fp.get(f"{n}_chance"), "quantized min": quant[n].min(),
-                     "quantized max": quant[n].max()})
-    return pd.DataFrame(rows)
+                     "chance": fp.get(f"{n}_chance"), "quantized min": same[n].min(),
+                     "quantized max": same[n].max(), "runs": same[n].notna().sum()})
+    return pd.DataFrame(rows).astype({"items": "Int64", "runs": "Int64"})
 
 
 def _main_variants(g: pd.DataFrame, method: str) -> pd.DataFrame:
@@ -181,7 +183,8 @@ def glue_value(name: str, value) -> None:
     """Glue a number or text for the prose; numpy scalars become Python ones so formats like :.2f work."""
     from myst_nb import glue
 
-    glue(name, value.item() if hasattr(value, "item") else value, display=False)
+    value = value.item() if hasattr(value, "item") else value
+    glue(name, float("nan") if value is None else value, display=False)  # a missing number prints "nan"
 
 
 def ppl_correlations(df: pd.DataFrame) -> pd.DataFrame:
