@@ -2,7 +2,8 @@
 
     python -m quantlib.grid data/grids/default.yaml [more grids ...]
 
-A finished run (status 'done') is skipped. A failing run is recorded as 'failed' with its partial
+A finished run (status 'done' and a whole record) is skipped; a run cut short or with a truncated
+record is redone. A failing run is recorded as 'failed' with its partial
 notebook, the others still run, and the exit status is non-zero. The summary table is rebuilt at the end.
 """
 from __future__ import annotations
@@ -22,9 +23,11 @@ def run_one(spec, runs: Path, template: Path = paths.RUN_TEMPLATE, kernel: str =
     import papermill as pm
 
     folder = records.run_dir(spec.name, runs)
-    if records.status(folder) == "done":
+    if records.complete(folder):
         print(f"[skip] {spec.name}: finished earlier", flush=True)
         return "skipped"
+    if records.status(folder) == "done":
+        print(f"[redo] {spec.name}: its record is incomplete", flush=True)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "metrics.json").unlink(missing_ok=True)  # never mix a stale result into a new attempt
     records.set_status(folder, "running")

@@ -111,7 +111,8 @@ def evaluate(model, tokenizer, benchmark: str, limit: int | None, samples_dir: P
                                     default=lambda o: _clean(o) if hasattr(o, "item") else str(o),
                                     ensure_ascii=False))
     samples_dir.mkdir(parents=True, exist_ok=True)
-    (samples_dir / f"{benchmark}.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    text = "\n".join(lines) + "\n"
+    (samples_dir / f"{benchmark}.jsonl").write_text(text, encoding="utf-8")
     tasks = list(per_task)
     if len(tasks) == 1:  # corpus-level metrics (BLEU, bias scores) come from the harness as they are
         values = dict(per_task[tasks[0]]["metrics"])
@@ -124,4 +125,5 @@ def evaluate(model, tokenizer, benchmark: str, limit: int | None, samples_dir: P
             "limit_per_task": limit, "tasks": per_task,
             **({"judge": (judge.configured() or {}).get("model")} if reg.get("judge") else {}),
             "task_versions": dict(res.get("versions", {})), "task_definitions_sha256": task_sha256(benchmark),
+            "outputs_sha256": hashlib.sha256(text.encode()).hexdigest(),  # same spec + seed: same hash on CPU
             "lm_eval_config": {k: v for k, v in res.get("config", {}).items() if k in ("batch_size", "limit")}}

@@ -38,9 +38,11 @@ def test_every_benchmark_runs_end_to_end_on_the_tiny_model(tiny, name, tmp_path)
     assert len(r["task_definitions_sha256"]) == 64
 
 
-def test_chance_level_is_computed_from_the_choices(tiny, tmp_path):
-    r = lmeval.evaluate(*tiny, "snli", 3, tmp_path)
+def test_chance_level_is_computed_and_scores_are_deterministic(tiny, tmp_path):
+    r = lmeval.evaluate(*tiny, "snli", 3, tmp_path / "a")
     assert r["chance"] == pytest.approx(1 / 3)
+    again = lmeval.evaluate(*tiny, "snli", 3, tmp_path / "b")  # same model, items and seed
+    assert again["outputs_sha256"] == r["outputs_sha256"] and again["value"] == r["value"]
 
 
 # --- metrics against hand-computed values ----------------------------------------------------------

@@ -69,6 +69,18 @@ def test_rerun_skips_finished_runs(grid_run, capsys):
     assert before == {f.name: (f / "metrics.json").stat().st_mtime_ns for f in (d / "runs").iterdir()}
 
 
+def test_truncated_record_is_redone(grid_run, capsys):
+    d, _ = grid_run
+    folder = sorted((d / "runs").iterdir())[0]
+    text = (folder / "metrics.json").read_text()
+    (folder / "metrics.json").write_text(text[: len(text) // 2])  # a write cut short
+    assert not records.complete(folder)
+    assert grid.main([str(d / "grid.yaml"), "--runs", str(d / "runs"), "--summary", str(d / "s.csv")]) == 0
+    out = capsys.readouterr().out
+    assert out.count("[redo]") == 1 and out.count("[skip]") == 1
+    assert records.complete(folder) and records.read_json(folder / "metrics.json")["name"] == folder.name
+
+
 def test_failed_run_is_recorded_and_others_still_run(tiny_model, tmp_path):
     light = GRID.split("benchmarks:")[0]  # plumbing only: no benchmarks
     (tmp_path / "grid.yaml").write_text(light.format(model=tiny_model).replace(
