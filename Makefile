@@ -23,7 +23,8 @@ $(VENV)/.installed: requirements.txt requirements-data.txt pyproject.toml
 	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
 	touch $@
 
-# slow stage: quantize and score every cell of the grid (finished runs are skipped)
+# slow stage: quantize and score every cell of the grid as Ray tasks (finished runs are skipped;
+# RAY_ADDRESS=host:port uses an existing cluster)
 runs: venv
 	$(PY) -m quantlib.grid $(GRID)
 

@@ -68,6 +68,7 @@ def test_default_grid_expands_to_every_method(tmp_path):
     ("models: [org/m]\nmethods: [fp]\nbenchmark: {}\n", "unknown key"),
     ("models: []\nmethods: [fp]\n", "'models' must be a non-empty list"),
     ("models: [org/m]\nmethods: [fp\n", "not valid YAML"),
+    ("", "must be a mapping"),                                   # an empty file
     ("models: [org/m]\nmethods: [{method: fp, bitz: 3}]\n", "bad methods entry"),
 ])
 def test_bad_grid_files_fail_at_load(tmp_path, text, msg):
