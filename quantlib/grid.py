@@ -79,6 +79,19 @@ def resources(cpus: float | None, gpus: float | None) -> tuple[float, float]:
     return cpus, gpus
 
 
+def _ray_ready(address: str | None) -> bool:
+    """Start (or connect to) Ray once, up front, so that a machine without it can fall back."""
+    try:
+        import ray
+
+        if not ray.is_initialized():
+            ray.init(address=address, include_dashboard=False, log_to_driver=True, configure_logging=False)
+        return True
+    except Exception as e:  # ImportError, or a node that cannot start (no /dev/shm, sandboxed, ...)
+        print(f"Ray unavailable: {type(e).__name__}: {e}", file=sys.stderr)
+        return False
+
+
 def run_on_ray(specs, runs: Path, address: str | None = None, cpus: float | None = None,
                gpus: float | None = None, retries: int = 2) -> dict:
     """Every unfinished spec as a Ray task; returns name -> outcome. A crashed worker's task is retried
@@ -86,8 +99,7 @@ def run_on_ray(specs, runs: Path, address: str | None = None, cpus: float | None
     import ray
 
     cpus, gpus = resources(cpus, gpus)
-    started = not ray.is_initialized()
-    if started:
+    if not ray.is_initialized():
         ray.init(address=address, include_dashboard=False, log_to_driver=True, configure_logging=False)
     remote = ray.remote(num_cpus=cpus, num_gpus=gpus, max_retries=retries)(_task)
     pending, outcome = {}, {}
@@ -109,8 +121,7 @@ def run_on_ray(specs, runs: Path, address: str | None = None, cpus: float | None
                 print(f"[FAIL] {name}: {type(e).__name__}", flush=True)
                 outcome[name] = "failed"
     finally:
-        if started:
-            ray.shutdown()
+        ray.shutdown()
     return outcome
 
 
@@ -130,6 +141,13 @@ def main(argv=None) -> int:
     except (SpecError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    if args.engine == "ray" and not _ray_ready(args.address):
+        if args.address:
+            print(f"error: cannot reach the Ray cluster at {args.address}", file=sys.stderr)
+            return 2
+        print("warning: no local Ray instance could be started; running in-process (--engine local)",
+              file=sys.stderr)
+        args.engine = "local"
     if args.engine == "ray":
         outcome = run_on_ray(specs, args.runs, args.address, args.cpus_per_run, args.gpus_per_run)
     else:
