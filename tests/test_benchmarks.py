@@ -2,6 +2,7 @@
 against hand-computed values, and bad data files rejected with the benchmark and path named."""
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -21,11 +22,23 @@ def tiny(tiny_model):
     return AutoModelForCausalLM.from_pretrained(tiny_model).eval(), AutoTokenizer.from_pretrained(tiny_model)
 
 
+def _one_subject_per_group(monkeypatch, name):
+    """MMLU and C-Eval have a task per subject; end to end, one subject of each discipline is enough
+    (building ~55 tasks costs a minute; every subject's YAML is checked to load below)."""
+    groups = benchmarks.groups(name)
+    keep = {members[0] for members in groups.values()}
+    original = lmeval.task_files
+    monkeypatch.setattr(lmeval, "task_files", lambda b: [
+        f for f in original(b) if yaml.safe_load(f.read_text())["task"] in keep] if b == name else original(b))
+    return len(keep)
+
+
 @pytest.mark.parametrize("name", benchmarks.names())
-def test_every_benchmark_runs_end_to_end_on_the_tiny_model(tiny, name, tmp_path):
+def test_every_benchmark_runs_end_to_end_on_the_tiny_model(tiny, name, tmp_path, monkeypatch):
     model, tok = tiny
-    r = lmeval.evaluate(model, tok, name, 2 if name not in ("mmlu", "ceval") else 1, tmp_path, batch_size=4)
-    expected_n = {"mmlu": 57, "ceval": 52, "truthfulqa_mc1": 2, "truthfulqa_mc2": 2}.get(name, 2)
+    subjects = _one_subject_per_group(monkeypatch, name) if benchmarks.groups(name) else None
+    r = lmeval.evaluate(model, tok, name, 1 if subjects else 2, tmp_path, batch_size=4)
+    expected_n = subjects or 2
     assert r["n"] == expected_n and r["metric"] == benchmarks.headline(name)
     assert r["value"] is not None and math.isfinite(r["value"])
     lines = [json.loads(x) for x in (tmp_path / f"{name}.jsonl").read_text(encoding="utf-8").splitlines()]
@@ -36,6 +49,17 @@ def test_every_benchmark_runs_end_to_end_on_the_tiny_model(tiny, name, tmp_path)
         assert task["generation_kwargs"]["do_sample"] is False
     assert set(r["groups"]) == set(benchmarks.groups(name))
     assert len(r["task_definitions_sha256"]) == 64
+
+
+@pytest.mark.parametrize("name", ["mmlu", "ceval"])
+def test_every_subject_task_loads_and_is_grouped(name):
+    configs = lmeval.task_configs(name)
+    tasks = {c["task"] for c in configs}
+    assert len(tasks) == {"mmlu": 57, "ceval": 52}[name]
+    grouped = {t for g, members in benchmarks.groups(name).items() if g != "Hard" for t in members}
+    assert grouped == tasks  # every subject in exactly the disciplines, none invented
+    for c in configs:  # offline data resolved for each subject
+        assert all(Path(f).exists() for files in c["dataset_kwargs"]["data_files"].values() for f in files)
 
 
 def test_chance_level_is_computed_and_scores_are_deterministic(tiny, tmp_path):
