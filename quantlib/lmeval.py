@@ -127,3 +127,38 @@ def evaluate(model, tokenizer, benchmark: str, limit: int | None, samples_dir: P
             "task_versions": dict(res.get("versions", {})), "task_definitions_sha256": task_sha256(benchmark),
             "outputs_sha256": hashlib.sha256(text.encode()).hexdigest(),  # same spec + seed: same hash on CPU
             "lm_eval_config": {k: v for k, v in res.get("config", {}).items() if k in ("batch_size", "limit")}}
+
+
+def result_key(spec, model, benchmark: str, limit: int | None, batch_size: int = 8) -> dict:
+    """What determines a benchmark result: the quantized weights (the checkpoint key), the dtype and
+    device they run in, the task definitions, the limit, the harness version and the batch size."""
+    from importlib.metadata import version
+
+    return {"weights": spec.quant_key(), "dtype": str(model.dtype), "device": str(model.device.type),
+            "benchmark": benchmark, "task_sha256": task_sha256(benchmark), "limit": limit,
+            "lm_eval": version("lm_eval"), "batch_size": batch_size,
+            "judge": (judge.configured() or {}).get("model") if benchmarks.registry()[benchmark].get("judge") else None}
+
+
+def evaluate_cached(model, tokenizer, spec, benchmark: str, limit: int | None, samples_dir: Path,
+                    batch_size: int = 8) -> dict:
+    """evaluate(), reusing an earlier result for the same key (QUANTLIB_CACHE/results): adding a
+    benchmark or a grid cell then scores only what is new. The record says where a result came from."""
+    from . import records
+
+    key = result_key(spec, model, benchmark, limit, batch_size)
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
+    entry = paths.cache_dir() / "results" / f"{benchmark}-{digest}"
+    try:
+        result = records.read_json(entry / "result.json")
+        text = (entry / "samples.jsonl").read_text(encoding="utf-8")
+        if hashlib.sha256(text.encode()).hexdigest() != result["outputs_sha256"]:
+            raise ValueError("samples do not match their hash")
+    except (OSError, ValueError, KeyError):
+        result = evaluate(model, tokenizer, benchmark, limit, samples_dir, batch_size)
+        text = (samples_dir / f"{benchmark}.jsonl").read_text(encoding="utf-8")
+        records.atomic_write_text(entry / "samples.jsonl", text)
+        records.write_json(entry / "result.json", result)  # written last: an entry without it is a miss
+        return result | {"cache": {"key": key, "hit": False}}
+    records.atomic_write_text(samples_dir / f"{benchmark}.jsonl", text)
+    return result | {"cache": {"key": key, "hit": True, "entry": entry.name}}

@@ -184,3 +184,19 @@ def test_misaligned_flores_files_are_rejected(tmp_path, monkeypatch):
 def test_unknown_benchmark_is_named():
     with pytest.raises(KeyError, match="unknown benchmark 'mmlu_pro'"):
         lmeval.task_configs("mmlu_pro")
+
+
+def test_results_are_reused_for_the_same_weights_task_and_limit(tiny, tiny_model, tmp_path, monkeypatch):
+    from quantlib.spec import RunSpec
+
+    monkeypatch.setenv("QUANTLIB_CACHE", str(tmp_path / "cache"))
+    spec = RunSpec(model=tiny_model, method="fp")
+    first = lmeval.evaluate_cached(*tiny, spec, "snli", 2, tmp_path / "a")
+    again = lmeval.evaluate_cached(*tiny, spec, "snli", 2, tmp_path / "b")
+    assert first["cache"]["hit"] is False and again["cache"]["hit"] is True
+    assert again["outputs_sha256"] == first["outputs_sha256"]
+    assert (tmp_path / "b" / "snli.jsonl").read_text() == (tmp_path / "a" / "snli.jsonl").read_text()
+    assert lmeval.evaluate_cached(*tiny, spec, "snli", 3, tmp_path / "c")["cache"]["hit"] is False  # new limit
+    entry = tmp_path / "cache" / "results" / again["cache"]["entry"]
+    (entry / "samples.jsonl").write_text("tampered\n")  # a damaged entry is recomputed, not trusted
+    assert lmeval.evaluate_cached(*tiny, spec, "snli", 2, tmp_path / "d")["cache"]["hit"] is False
