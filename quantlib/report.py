@@ -254,3 +254,19 @@ def plot_vs_memory(df: pd.DataFrame, metrics: dict, ncols: int = 4):
     axes.flat[0].legend(fontsize=6)
     fig.tight_layout()
     return fig
+
+
+def prompts(run: str) -> pd.DataFrame:
+    """The prompt template and generation settings of every benchmark, as recorded in one run."""
+    from . import records
+
+    m = records.read_json(paths.RUNS / run / "metrics.json")
+    rows = []
+    for name, b in m["benchmarks"].items():
+        task = next(iter(b["tasks"].values()))
+        gen = task.get("generation_kwargs")
+        rows.append({"benchmark": benchmarks.registry()[name]["title"] if name in benchmarks.registry() else name,
+                     "prompt (user turn, chat template applied)": task.get("prompt"),
+                     "answer": "generated, greedy, at most {} new tokens".format(gen.get("max_gen_toks"))
+                     if gen else "log-likelihood of each choice"})
+    return pd.DataFrame(rows)
