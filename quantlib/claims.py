@@ -94,8 +94,10 @@ CLAIMS = {"C1": c1, "C2": c2, "C3": c3, "C4": c4, "C5": c5}
 
 def table(df: pd.DataFrame) -> pd.DataFrame:
     """One row per claim: the paper's evidence, this build's, and the verdict."""
+    from .report import done
+
     cfg = config()
-    df = df[df["status"] == "done"]
+    df = done(df)  # finished runs, one per variant
     model = df[df["method"] == "fp"]["model"].iloc[0]
     rows = []
     for key, fn in CLAIMS.items():
