@@ -32,12 +32,14 @@ runs: venv
 summary: venv
 	$(PY) -m quantlib.summary >/dev/null
 
-# chapters are cached by their code only (jupyter-cache, Sphinx): new records force a full rebuild
+# chapters are cached by their own code only (jupyter-cache, Sphinx): new records, or a change to
+# the package or the claim thresholds they call, force a full rebuild
+BOOK_INPUTS := data/summary.csv data/claims.yaml $(sort $(wildcard quantlib/*.py)) quantlib/tasks/benchmarks.yaml
 book: venv summary
-	@cmp -s data/summary.csv book/_build/.summary.csv || rm -rf book/_build
+	@cat $(BOOK_INPUTS) | sha256sum > .book-inputs; cmp -s .book-inputs book/_build/.inputs || rm -rf book/_build
 	$(PY) -m quantlib.book_runs
 	$(VENV)/bin/jupyter-book build book -n -W --keep-going
-	cp data/summary.csv book/_build/.summary.csv
+	mv .book-inputs book/_build/.inputs
 
 # the built book in headless Chromium: every page loads, figures render, no error output;
 # screenshots in book/_build/screenshots (needs `make browser` once: Debian chromium + driver)
