@@ -10,7 +10,7 @@ export QUANTLIB_DATA_DIR
 # GPU machines: make TORCH_SPEC="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128" venv
 TORCH_SPEC ?=
 
-.PHONY: venv runs summary book report test clean-book
+.PHONY: venv runs summary book check-html browser report test clean-book
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: requirements.txt requirements-data.txt pyproject.toml
@@ -23,7 +23,8 @@ $(VENV)/.installed: requirements.txt requirements-data.txt pyproject.toml
 	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
 	touch $@
 
-# slow stage: quantize and score every cell of the grid (finished runs are skipped)
+# slow stage: quantize and score every cell of the grid as Ray tasks (finished runs are skipped;
+# RAY_ADDRESS=host:port uses an existing cluster)
 runs: venv
 	$(PY) -m quantlib.grid $(GRID)
 
@@ -31,16 +32,30 @@ runs: venv
 summary: venv
 	$(PY) -m quantlib.summary >/dev/null
 
-# chapters are cached by their code only (jupyter-cache, Sphinx): new records force a full rebuild
+# chapters are cached by their own code only (jupyter-cache, Sphinx): new records, or a change to
+# the package or the claim thresholds they call, force a full rebuild
+BOOK_INPUTS := data/summary.csv data/claims.yaml $(sort $(wildcard quantlib/*.py)) quantlib/tasks/benchmarks.yaml
 book: venv summary
-	@cmp -s data/summary.csv book/_build/.summary.csv || rm -rf book/_build
+	@cat $(BOOK_INPUTS) | sha256sum > .book-inputs; cmp -s .book-inputs book/_build/.inputs || rm -rf book/_build
 	$(PY) -m quantlib.book_runs
 	$(VENV)/bin/jupyter-book build book -n -W --keep-going
-	cp data/summary.csv book/_build/.summary.csv
+	mv .book-inputs book/_build/.inputs
 
-# runs first; the book is built even if a run failed, then make fails
+# the built book in headless Chromium: every page loads, figures render, no error output;
+# screenshots in book/_build/screenshots (needs `make browser` once: Debian chromium + driver)
+check-html: venv
+	$(PY) -m quantlib.check_html
+
+browser:
+	command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	  (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver)
+
+# runs first; the book is built even if a run failed, then make fails; the browser check runs
+# when Chromium is installed (`make browser`)
 report: venv
-	status=0; $(MAKE) runs || status=$$?; $(MAKE) book && exit $$status
+	status=0; $(MAKE) runs || status=$$?; $(MAKE) book || exit $$?; \
+	if command -v chromedriver >/dev/null || [ -n "$$CHROMEDRIVER" ]; then $(MAKE) check-html || exit $$?; \
+	else echo "check-html skipped: run 'make browser' to install Chromium"; fi; exit $$status
 
 test: venv
 	$(VENV)/bin/pytest -q tests; rc=$$?; [ $$rc -eq 5 ] && echo "no tests collected" && exit 1; exit $$rc

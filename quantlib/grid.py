@@ -1,33 +1,43 @@
 """Run a grid: one papermill execution of notebooks/run.ipynb per spec, one record folder per run.
 
-    python -m quantlib.grid data/grids/default.yaml [more grids ...]
+    python -m quantlib.grid data/grids/default.yaml [more grids ...] [--address ray://host:10001]
 
-A finished run (status 'done') is skipped. A failing run is recorded as 'failed' with its partial
+Runs are Ray tasks: on an embedded local Ray instance by default, on an existing cluster with
+--address (or RAY_ADDRESS). Each task declares what it needs (--gpus-per-run, --cpus-per-run; by
+default one GPU where there is one, else all CPUs), so Ray runs as many at once as fit: 8 on an
+8-GPU machine, one at a time on a CPU box. A task lost with its worker is retried. --engine local
+runs them one after another in this process, without Ray.
+
+A finished run (status 'done' and a whole record) is skipped; a run cut short or with a truncated
+record is redone. A failing run is recorded as 'failed' with its partial
 notebook, the others still run, and the exit status is non-zero. The summary table is rebuilt at the end.
 """
 from __future__ import annotations
 
 import argparse
 import os
+import platform
 import sys
 import time
 import traceback
 from pathlib import Path
 
 from . import notebook, paths, records, summary
-from .spec import SpecError, load_grid
+from .spec import RunSpec, SpecError, load_grid
 
 
 def run_one(spec, runs: Path, template: Path = paths.RUN_TEMPLATE, kernel: str = "python3") -> str:
     import papermill as pm
 
     folder = records.run_dir(spec.name, runs)
-    if records.status(folder) == "done":
+    if records.complete(folder):
         print(f"[skip] {spec.name}: finished earlier", flush=True)
         return "skipped"
+    if records.status(folder) == "done":
+        print(f"[redo] {spec.name}: its record is incomplete", flush=True)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "metrics.json").unlink(missing_ok=True)  # never mix a stale result into a new attempt
-    records.set_status(folder, "running")
+    records.set_status(folder, "running", pid=os.getpid(), host=platform.node())
     tmp = folder / f".run.{os.getpid()}.ipynb"
     t0 = time.perf_counter()
     print(f"[run ] {spec.name}", flush=True)
@@ -45,9 +55,74 @@ def run_one(spec, runs: Path, template: Path = paths.RUN_TEMPLATE, kernel: str =
         print(f"[FAIL] {spec.name}: {err[:300]}", flush=True)
         return "failed"
     os.replace(tmp, folder / "run.ipynb")
-    records.set_status(folder, "done", seconds=round(time.perf_counter() - t0, 1))
+    records.set_status(folder, "done", seconds=round(time.perf_counter() - t0, 1), pid=os.getpid(),
+                       host=platform.node())
     print(f"[done] {spec.name} in {time.perf_counter() - t0:.0f} s", flush=True)
     return "done"
+
+
+def _task(spec: dict, runs: str, threads: int) -> str:
+    """One run inside a Ray worker: the kernel papermill starts uses the CPUs the task declared."""
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = str(threads)
+    return run_one(RunSpec.from_dict(spec), Path(runs))
+
+
+def resources(cpus: float | None, gpus: float | None) -> tuple[float, float]:
+    """Per-run resources: one GPU (and a CPU) where CUDA is present, otherwise every CPU."""
+    import torch
+
+    if gpus is None:
+        gpus = 1.0 if torch.cuda.is_available() else 0.0
+    if cpus is None:
+        cpus = 1.0 if gpus else float(os.cpu_count() or 1)
+    return cpus, gpus
+
+
+def _ray_ready(address: str | None) -> bool:
+    """Start (or connect to) Ray once, up front, so that a machine without it can fall back."""
+    try:
+        import ray
+
+        if not ray.is_initialized():
+            ray.init(address=address, include_dashboard=False, log_to_driver=True, configure_logging=False)
+        return True
+    except Exception as e:  # ImportError, or a node that cannot start (no /dev/shm, sandboxed, ...)
+        print(f"Ray unavailable: {type(e).__name__}: {e}", file=sys.stderr)
+        return False
+
+
+def run_on_ray(specs, runs: Path, address: str | None = None, cpus: float | None = None,
+               gpus: float | None = None, retries: int = 2) -> dict:
+    """Every unfinished spec as a Ray task; returns name -> outcome. A crashed worker's task is retried
+    (its half-done folder is redone, see run_one); an error inside a run is recorded by run_one."""
+    import ray
+
+    cpus, gpus = resources(cpus, gpus)
+    if not ray.is_initialized():
+        ray.init(address=address, include_dashboard=False, log_to_driver=True, configure_logging=False)
+    remote = ray.remote(num_cpus=cpus, num_gpus=gpus, max_retries=retries)(_task)
+    pending, outcome = {}, {}
+    for s in specs:
+        if s.name not in outcome and s.name not in pending.values():
+            if records.complete(records.run_dir(s.name, runs)):
+                print(f"[skip] {s.name}: finished earlier", flush=True)
+                outcome[s.name] = "skipped"
+            else:
+                pending[remote.remote(s.to_dict(), str(runs), max(1, int(cpus)))] = s.name
+    try:
+        while pending:
+            done, _ = ray.wait(list(pending), num_returns=1)
+            name = pending.pop(done[0])
+            try:
+                outcome[name] = ray.get(done[0])
+            except ray.exceptions.RayError as e:  # lost beyond its retries
+                records.set_status(records.run_dir(name, runs), "failed", error=f"{type(e).__name__}: {e}"[-2000:])
+                print(f"[FAIL] {name}: {type(e).__name__}", flush=True)
+                outcome[name] = "failed"
+    finally:
+        ray.shutdown()
+    return outcome
 
 
 def main(argv=None) -> int:
@@ -55,6 +130,10 @@ def main(argv=None) -> int:
     ap.add_argument("grids", type=Path, nargs="+", help="grid YAML file(s): models x methods x bits x benchmarks")
     ap.add_argument("--runs", type=Path, default=paths.RUNS, help="folder of run records")
     ap.add_argument("--summary", type=Path, default=paths.SUMMARY, help="summary table to (re)write")
+    ap.add_argument("--engine", choices=("ray", "local"), default="ray", help="Ray tasks (default) or in-process")
+    ap.add_argument("--address", default=os.environ.get("RAY_ADDRESS"), help="an existing Ray cluster")
+    ap.add_argument("--cpus-per-run", type=float, default=None)
+    ap.add_argument("--gpus-per-run", type=float, default=None)
     args = ap.parse_args(argv)
     try:
         specs = [s for g in args.grids for s in load_grid(g)]
@@ -62,9 +141,19 @@ def main(argv=None) -> int:
     except (SpecError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    outcome = {}
-    for s in specs:  # a spec listed by two grids runs once
-        outcome[s.name] = outcome.get(s.name) or run_one(s, args.runs)
+    if args.engine == "ray" and not _ray_ready(args.address):
+        if args.address:
+            print(f"error: cannot reach the Ray cluster at {args.address}", file=sys.stderr)
+            return 2
+        print("warning: no local Ray instance could be started; running in-process (--engine local)",
+              file=sys.stderr)
+        args.engine = "local"
+    if args.engine == "ray":
+        outcome = run_on_ray(specs, args.runs, args.address, args.cpus_per_run, args.gpus_per_run)
+    else:
+        outcome = {}
+        for s in specs:  # a spec listed by two grids runs once
+            outcome[s.name] = outcome.get(s.name) or run_one(s, args.runs)
     summary.write(args.runs, args.summary)
     failed = [n for n, o in outcome.items() if o == "failed"]
     print(f"{len(outcome)} runs: " + ", ".join(f"{sum(o == k for o in outcome.values())} {k}"

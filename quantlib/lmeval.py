@@ -75,7 +75,8 @@ def _task_metrics(metrics: dict) -> dict:
 
 def _pooled(per_task: dict, tasks: list[str], metric: str) -> float | None:
     """Item-weighted mean of a per-item-mean metric over tasks (micro average, lm-eval's group rule)."""
-    pairs = [(per_task[t]["metrics"][metric], per_task[t]["n"]) for t in tasks if t in per_task]
+    pairs = [(per_task[t]["metrics"].get(metric), per_task[t]["n"]) for t in tasks if t in per_task]
+    pairs = [(v, k) for v, k in pairs if v is not None]
     n = sum(k for _, k in pairs)
     return sum(v * k for v, k in pairs) / n if n else None
 
@@ -110,7 +111,8 @@ def evaluate(model, tokenizer, benchmark: str, limit: int | None, samples_dir: P
                                     default=lambda o: _clean(o) if hasattr(o, "item") else str(o),
                                     ensure_ascii=False))
     samples_dir.mkdir(parents=True, exist_ok=True)
-    (samples_dir / f"{benchmark}.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    text = "\n".join(lines) + "\n"
+    (samples_dir / f"{benchmark}.jsonl").write_text(text, encoding="utf-8")
     tasks = list(per_task)
     if len(tasks) == 1:  # corpus-level metrics (BLEU, bias scores) come from the harness as they are
         values = dict(per_task[tasks[0]]["metrics"])
@@ -123,4 +125,40 @@ def evaluate(model, tokenizer, benchmark: str, limit: int | None, samples_dir: P
             "limit_per_task": limit, "tasks": per_task,
             **({"judge": (judge.configured() or {}).get("model")} if reg.get("judge") else {}),
             "task_versions": dict(res.get("versions", {})), "task_definitions_sha256": task_sha256(benchmark),
+            "outputs_sha256": hashlib.sha256(text.encode()).hexdigest(),  # same spec + seed: same hash on CPU
             "lm_eval_config": {k: v for k, v in res.get("config", {}).items() if k in ("batch_size", "limit")}}
+
+
+def result_key(spec, model, benchmark: str, limit: int | None, batch_size: int = 8) -> dict:
+    """What determines a benchmark result: the quantized weights (the checkpoint key), the dtype and
+    device they run in, the task definitions, the limit, the harness version and the batch size."""
+    from importlib.metadata import version
+
+    return {"weights": spec.quant_key(), "dtype": str(model.dtype), "device": str(model.device.type),
+            "benchmark": benchmark, "task_sha256": task_sha256(benchmark), "limit": limit,
+            "lm_eval": version("lm_eval"), "batch_size": batch_size,
+            "judge": (judge.configured() or {}).get("model") if benchmarks.registry()[benchmark].get("judge") else None}
+
+
+def evaluate_cached(model, tokenizer, spec, benchmark: str, limit: int | None, samples_dir: Path,
+                    batch_size: int = 8) -> dict:
+    """evaluate(), reusing an earlier result for the same key (QUANTLIB_CACHE/results): adding a
+    benchmark or a grid cell then scores only what is new. The record says where a result came from."""
+    from . import records
+
+    key = result_key(spec, model, benchmark, limit, batch_size)
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
+    entry = paths.cache_dir() / "results" / f"{benchmark}-{digest}"
+    try:
+        result = records.read_json(entry / "result.json")
+        text = (entry / "samples.jsonl").read_text(encoding="utf-8")
+        if hashlib.sha256(text.encode()).hexdigest() != result["outputs_sha256"]:
+            raise ValueError("samples do not match their hash")
+    except (OSError, ValueError, KeyError):
+        result = evaluate(model, tokenizer, benchmark, limit, samples_dir, batch_size)
+        text = (samples_dir / f"{benchmark}.jsonl").read_text(encoding="utf-8")
+        records.atomic_write_text(entry / "samples.jsonl", text)
+        records.write_json(entry / "result.json", result)  # written last: an entry without it is a miss
+        return result | {"cache": {"key": key, "hit": False}}
+    records.atomic_write_text(samples_dir / f"{benchmark}.jsonl", text)
+    return result | {"cache": {"key": key, "hit": True, "entry": entry.name}}

@@ -113,13 +113,12 @@ def load_calibrated(spec):
 
     model = models.load_fp(spec.model)
     cache = gptq_cache_dir(spec, model.dtype)
-    info_path = os.path.join(cache, "quant_info.json")
-    if os.path.exists(info_path):
+    qinfo = _verified_cache(cache)
+    if qinfo is not None:
         saved = load_file(os.path.join(cache, "model.safetensors"), device=str(model.device))
         unexpected = model.load_state_dict(saved, strict=False).unexpected_keys  # decoder layers only
         if unexpected or not saved:
             raise RuntimeError(f"GPTQ cache {cache} does not match the model (unexpected keys {unexpected[:3]})")
-        qinfo = json.load(open(info_path))
         qinfo["from_cache"] = True
     else:
         tok = models.load_tokenizer(spec.model)
@@ -134,6 +133,7 @@ def load_calibrated(spec):
         state = {k: v.contiguous() for k, v in model.state_dict().items()
                  if any(v.data_ptr() == p.data_ptr() for p in layers.parameters())}
         save_file(state, os.path.join(tmp, "model.safetensors"))
+        qinfo["weights_sha256"] = _sha256(os.path.join(tmp, "model.safetensors"))
         json.dump(qinfo, open(os.path.join(tmp, "quant_info.json"), "w"), indent=1)
         if os.path.exists(cache):  # another process finished first
             shutil.rmtree(tmp)
@@ -151,6 +151,31 @@ def load_calibrated(spec):
                    spec.method: {k: v for k, v in qinfo.items() if k != "layer_losses"},
                    f"{spec.method}_layer_" + ("outlier_fractions" if spec.method == "spqr" else "losses"):
                        qinfo["layer_losses"], "n_params": n_params}
+
+
+def _sha256(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _verified_cache(cache: str) -> dict | None:
+    """The cached quantization's info if the entry is whole (its weights match their recorded
+    checksum); a damaged entry is removed, so that the caller quantizes again."""
+    info_path, weights = os.path.join(cache, "quant_info.json"), os.path.join(cache, "model.safetensors")
+    if not os.path.exists(cache):
+        return None
+    try:
+        qinfo = json.load(open(info_path))
+        if "weights_sha256" in qinfo and _sha256(weights) != qinfo["weights_sha256"]:
+            raise ValueError("checksum mismatch")
+        return qinfo
+    except (OSError, ValueError) as e:
+        warnings.warn(f"quantized-checkpoint cache {cache} is damaged ({e}); quantizing again")
+        shutil.rmtree(cache, ignore_errors=True)
+        return None
 
 
 STORAGE = {"gptq": "GPTQ packed format", "spqr": "SpQR storage (codes, 3-bit statistics, outliers)"}

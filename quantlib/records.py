@@ -41,8 +41,25 @@ def run_dir(name: str, runs: Path | None = None) -> Path:
 
 
 def status(folder: Path) -> str | None:
+    """The run's state; None when there is no readable status (never started, or cut mid-write)."""
     f = Path(folder) / "status.json"
-    return read_json(f)["status"] if f.exists() else None
+    try:
+        return read_json(f)["status"] if f.exists() else None
+    except (ValueError, KeyError):
+        return None
+
+
+def complete(folder: Path) -> bool:
+    """A finished run whose record is whole: status 'done', spec and metrics readable and naming
+    this run, the executed notebook present. Anything less is redone by the grid runner."""
+    folder = Path(folder)
+    if status(folder) != "done" or not (folder / "run.ipynb").exists():
+        return False
+    try:
+        return (read_json(folder / "spec.json")["name"] == folder.name
+                and read_json(folder / "metrics.json")["name"] == folder.name)
+    except (OSError, ValueError, KeyError):
+        return False
 
 
 def set_status(folder: Path, state: str, **extra) -> None:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import matplotlib.pyplot as plt  # inline backend inside the book's kernels
+import numpy as np
 import pandas as pd
 
 from . import benchmarks, paths
@@ -28,7 +29,11 @@ def summary(path=paths.SUMMARY) -> pd.DataFrame:
 
 
 def done(df: pd.DataFrame) -> pd.DataFrame:
-    return df[df["status"] == "done"].copy()
+    """Finished runs; where two runs share a variant (the SpQR ablation repeats the 2-bit default
+    with perplexity only), the one with the most measurements is kept."""
+    d = df[df["status"] == "done"]
+    keep = d.notna().sum(axis=1).sort_values(ascending=False, kind="stable").index
+    return d.loc[keep].drop_duplicates(["model", "label"]).sort_index().copy()
 
 
 def baseline(df: pd.DataFrame, model: str) -> pd.Series:
@@ -55,8 +60,9 @@ def per_variant(df: pd.DataFrame, model: str, value) -> dict:
 
 
 def table(df: pd.DataFrame, columns: dict) -> pd.DataFrame:
-    """Rows = variants, columns renamed for print; missing metrics stay empty."""
-    out = df[["model", "label"] + [c for c in columns if c in df]].rename(columns=columns)
+    """Rows = variants, columns renamed for print; missing metrics stay empty; counts print as integers."""
+    out = df[["model", "label"] + [c for c in columns if c in df]]
+    out = out.astype({c: "Int64" for c in out if c.endswith(("_n", "_paired_n"))}).rename(columns=columns)
     return out.rename(columns={"model": "Model", "label": "Variant"})
 
 
@@ -72,10 +78,26 @@ def column(name: str, metric: str | None = None) -> str:
 
 
 def bench_table(df: pd.DataFrame, name: str) -> pd.DataFrame:
-    """Every metric of one benchmark per variant, plus the number of items scored."""
+    """Every metric of one benchmark per variant, the headline's 95% CI, and against the baseline
+    on the same items: the share of flipped outcomes and the paired p-value; plus the items scored."""
     cols = {column(name, m): METRIC_NAMES.get(m, m) for m in benchmarks.registry()[name]["metrics"]}
-    cols[f"{name}_n"] = "n"
-    return table(df, cols)
+    out = table(df.assign(**{f"{name}_ci": ci_text(df, name)}), cols | {
+        f"{name}_ci": "95% CI", f"{name}_flips": "flips", f"{name}_p": "p vs baseline", f"{name}_n": "n"})
+    return out
+
+
+def bench_tables(df: pd.DataFrame, names) -> pd.DataFrame:
+    """bench_table of several benchmarks stacked, a Benchmark column first (metrics they lack stay empty)."""
+    parts = [bench_table(df, n).assign(Benchmark=benchmarks.registry()[n]["title"]) for n in names]
+    out = pd.concat(parts, ignore_index=True)
+    return out[["Benchmark"] + [c for c in out.columns if c != "Benchmark"]]
+
+
+def ci_text(df: pd.DataFrame, name: str) -> list[str]:
+    lo, hi = df.get(f"{name}_ci_lo"), df.get(f"{name}_ci_hi")
+    if lo is None:
+        return [""] * len(df)
+    return ["" if pd.isna(a) else f"[{a:.3g}, {b:.3g}]" for a, b in zip(lo, hi)]
 
 
 def groups_table(df: pd.DataFrame, name: str) -> pd.DataFrame:
@@ -93,10 +115,11 @@ def baseline_table(df: pd.DataFrame, model: str, names) -> pd.DataFrame:
     for n in names:
         if n not in df:
             continue
+        same = quant[quant[f"{n}_n"] == fp[f"{n}_n"]]  # runs scored on the baseline's items only
         rows.append({"benchmark": title(n), "items": fp[f"{n}_n"], "baseline": fp[n],
-                     "chance": fp.get(f"{n}_chance"), "quantized min": quant[n].min(),
-                     "quantized max": quant[n].max()})
-    return pd.DataFrame(rows)
+                     "chance": fp.get(f"{n}_chance"), "quantized min": same[n].min(),
+                     "quantized max": same[n].max(), "runs": same[n].notna().sum()})
+    return pd.DataFrame(rows).astype({"items": "Int64", "runs": "Int64"})
 
 
 def _main_variants(g: pd.DataFrame, method: str) -> pd.DataFrame:
@@ -104,9 +127,20 @@ def _main_variants(g: pd.DataFrame, method: str) -> pd.DataFrame:
     return g[g["label"] == [f"{method}-{int(b)}b" for b in g["bits"]]].sort_values("bits") if not g.empty else g
 
 
+def _draw(ax, g: pd.DataFrame, x: str, col: str, fmt: str, **kw) -> None:
+    """Points or a line, with 95% bootstrap intervals as error bars where the summary has them."""
+    lo, hi = f"{col}_ci_lo", f"{col}_ci_hi"
+    if lo in g and g[lo].notna().any():
+        err = [(g[col] - g[lo]).clip(lower=0), (g[hi] - g[col]).clip(lower=0)]
+        ax.errorbar(g[x], g[col], yerr=err, fmt=fmt, capsize=2, **kw)
+    else:
+        ax.plot(g[x], g[col], fmt, **kw)
+
+
 def plot_vs_bits(df: pd.DataFrame, metrics: dict, ylabel: str | None = None, logy: bool = False,
                  x: str = "bits", xlabel: str = "bits per weight", ncols: int | None = None):
-    """One panel per metric: GPTQ and SpQR as lines over bits, bitsandbytes as points, fp dashed.
+    """One panel per metric: GPTQ and SpQR as lines over bits, bitsandbytes as points, fp dashed (its
+    95% interval shaded); error bars are 95% bootstrap intervals over items.
     With x='linear_bits' every method sits at the bits it really stores (fp as a point too)."""
     ncols = ncols or len(metrics)
     nrows = -(-len(metrics) // ncols)
@@ -116,19 +150,20 @@ def plot_vs_bits(df: pd.DataFrame, metrics: dict, ylabel: str | None = None, log
             for m in LINES:
                 gm = _main_variants(g[g["method"] == m], m)
                 if not gm.empty and gm[col].notna().any():
-                    gm = gm.sort_values(x)
-                    ax.plot(gm[x], gm[col], "o-", label=f"{m.upper()} ({model})")
+                    _draw(ax, gm.sort_values(x), x, col, "o-", label=f"{m.upper()} ({model})")
             for m, marker in MARKERS.items():
                 gm = g[g["method"] == m]
                 if not gm.empty:
-                    ax.plot(gm[x], gm[col], marker, ms=8, label=f"{m} ({model})")
+                    _draw(ax, gm, x, col, marker, ms=8, label=f"{m} ({model})")
             fp = g[g["method"] == "fp"]
             if not fp.empty:
                 lab = f"{fp['label'].iloc[0]} ({model})"
                 if x == "bits":
                     ax.axhline(fp[col].iloc[0], ls="--", color="grey", label=lab)
+                    if f"{col}_ci_lo" in fp and fp[f"{col}_ci_lo"].notna().iloc[0]:
+                        ax.axhspan(fp[f"{col}_ci_lo"].iloc[0], fp[f"{col}_ci_hi"].iloc[0], color="grey", alpha=0.15)
                 else:
-                    ax.plot(fp[x], fp[col], "*", ms=11, color="grey", label=lab)
+                    _draw(ax, fp, x, col, "*", ms=11, color="grey", label=lab)
         ax.set_title(name, fontsize=10)
         ax.set_xlabel(xlabel)
         if x == "bits":
@@ -148,4 +183,90 @@ def glue_value(name: str, value) -> None:
     """Glue a number or text for the prose; numpy scalars become Python ones so formats like :.2f work."""
     from myst_nb import glue
 
-    glue(name, value.item() if hasattr(value, "item") else value, display=False)
+    value = value.item() if hasattr(value, "item") else value
+    glue(name, float("nan") if value is None else value, display=False)  # a missing number prints "nan"
+
+
+def ppl_correlations(df: pd.DataFrame) -> pd.DataFrame:
+    """The paper's Table 3: across quantized runs, Pearson (on log10 of the mean perplexity over the
+    corpora) and Spearman correlation of perplexity with each benchmark's headline score."""
+    from . import stats
+
+    q = df[df["method"] != "fp"]
+    cols = [f"ppl_{k}" for k in PPL if f"ppl_{k}" in q]
+    log_ppl = np.log10(q[cols].mean(axis=1))
+    rows = []
+    for n in benchmarks.names():
+        if n in q and q[n].notna().sum() >= 4:
+            r = stats.correlation(log_ppl, q[n])
+            rows.append({"benchmark": title(n), "runs": r["n"],
+                         "Pearson (log ppl)": r["pearson"], "Pearson 95% CI": f"[{r['pearson_lo']:.2f}, {r['pearson_hi']:.2f}]",
+                         "Spearman": r["spearman"], "Spearman 95% CI": f"[{r['spearman_lo']:.2f}, {r['spearman_hi']:.2f}]"})
+    return pd.DataFrame(rows)
+
+
+def scatter_vs_ppl(df: pd.DataFrame, ncols: int = 4):
+    """Each benchmark's headline score against the mean perplexity, one point per quantized run."""
+    q = df[df["method"] != "fp"]
+    cols = [f"ppl_{k}" for k in PPL if f"ppl_{k}" in q]
+    names = [n for n in benchmarks.names() if n in q and q[n].notna().sum() >= 4]
+    nrows = -(-len(names) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.3 * ncols, 2.8 * nrows), squeeze=False)
+    for ax, n in zip(axes.flat, names):
+        for m, g in q.groupby("method", observed=True):
+            ax.plot(g[cols].mean(axis=1), g[n], MARKERS.get(m, "o"), label=m)
+        ax.set(xscale="log", title=title(n))
+        ax.title.set_fontsize(9)
+    for ax in list(axes.flat)[len(names):]:
+        ax.set_visible(False)
+    for ax in axes[-1]:
+        ax.set_xlabel("mean perplexity")
+    axes.flat[0].legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def pareto(df: pd.DataFrame, x: str, y: str, higher_is_better: bool = True) -> pd.DataFrame:
+    """Runs no other run beats on both axes (less memory and a better score), sorted by x."""
+    d = df[[x, y]].dropna().sort_values([x, y], ascending=[True, not higher_is_better])
+    best, keep = None, []
+    for i, v in d[y].items():
+        if best is None or (v > best if higher_is_better else v < best):
+            best = v
+            keep.append(i)
+    return df.loc[keep].sort_values(x)
+
+
+def plot_vs_memory(df: pd.DataFrame, metrics: dict, ncols: int = 4):
+    """Score against weight memory, every model and method, the Pareto front as a line (the paper's
+    scale-versus-bits question: does a bigger quantized model beat a smaller full-precision one?)."""
+    nrows = -(-len(metrics) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.5 * ncols, 3.0 * nrows), squeeze=False)
+    for ax, (col, (name, higher)) in zip(axes.flat, metrics.items()):
+        for (model, m), g in df.groupby(["model", "method"], observed=True):
+            ax.plot(g["weight_bytes"] / MIB, g[col], MARKERS.get(m, "o"), label=f"{m} ({model})")
+        front = pareto(df, "weight_bytes", col, higher)
+        ax.plot(front["weight_bytes"] / MIB, front[col], "-", color="black", lw=1, label="Pareto front")
+        ax.set(xlabel="weight memory (MiB)", title=name, yscale="log" if col.startswith("ppl_") else "linear")
+        ax.title.set_fontsize(9)
+    for ax in list(axes.flat)[len(metrics):]:
+        ax.set_visible(False)
+    axes.flat[0].legend(fontsize=6)
+    fig.tight_layout()
+    return fig
+
+
+def prompts(run: str) -> pd.DataFrame:
+    """The prompt template and generation settings of every benchmark, as recorded in one run."""
+    from . import records
+
+    m = records.read_json(paths.RUNS / run / "metrics.json")
+    rows = []
+    for name, b in m["benchmarks"].items():
+        task = next(iter(b["tasks"].values()))
+        gen = task.get("generation_kwargs")
+        rows.append({"benchmark": benchmarks.registry()[name]["title"] if name in benchmarks.registry() else name,
+                     "prompt (user turn, chat template applied)": task.get("prompt"),
+                     "answer": "generated, greedy, at most {} new tokens".format(gen.get("max_gen_toks"))
+                     if gen else "log-likelihood of each choice"})
+    return pd.DataFrame(rows)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import paths, records
+from . import benchmarks, paths, records, stats
 
 
 def row(folder: Path) -> dict:
@@ -97,8 +97,29 @@ def collect(runs: Path = paths.RUNS) -> pd.DataFrame:
     return df
 
 
+def add_uncertainty(df: pd.DataFrame, runs: Path) -> pd.DataFrame:
+    """Per run and benchmark: a bootstrap CI of the headline score and, against the model's baseline
+    on the same items, the share of flipped items and a paired p-value (quantlib.stats)."""
+    extra = []
+    for _, r in df.iterrows():
+        cols = {}
+        base = df[(df["model"] == r["model"]) & (df["method"] == "fp") & (df["status"] == "done")]
+        for name in benchmarks.names():
+            run_file = Path(runs) / r["run"] / "samples" / f"{name}.jsonl"
+            if r["status"] != "done" or name not in df or pd.isna(r.get(name)) or not run_file.exists():
+                continue
+            same = base[base[f"{name}_n"] == r[f"{name}_n"]] if not base.empty else base
+            base_file = Path(runs) / same["run"].iloc[0] / "samples" / f"{name}.jsonl" if not same.empty else None
+            st = stats.benchmark_stats(name, benchmarks.headline(name), run_file, base_file)
+            cols.update({f"{name}_{k}": v for k, v in st.items()})
+        extra.append(cols)
+    return pd.concat([df, pd.DataFrame(extra, index=df.index)], axis=1)
+
+
 def write(runs: Path = paths.RUNS, out: Path = paths.SUMMARY) -> pd.DataFrame:
     df = collect(runs)
+    if not df.empty:
+        df = add_uncertainty(df, runs)
     buf = io.StringIO()
     df.to_csv(buf, index=False)
     records.atomic_write_text(out, buf.getvalue())

@@ -2,6 +2,7 @@
 against hand-computed values, and bad data files rejected with the benchmark and path named."""
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -21,11 +22,23 @@ def tiny(tiny_model):
     return AutoModelForCausalLM.from_pretrained(tiny_model).eval(), AutoTokenizer.from_pretrained(tiny_model)
 
 
+def _one_subject_per_group(monkeypatch, name):
+    """MMLU and C-Eval have a task per subject; end to end, one subject of each discipline is enough
+    (building ~55 tasks costs a minute; every subject's YAML is checked to load below)."""
+    groups = benchmarks.groups(name)
+    keep = {members[0] for members in groups.values()}
+    original = lmeval.task_files
+    monkeypatch.setattr(lmeval, "task_files", lambda b: [
+        f for f in original(b) if yaml.safe_load(f.read_text())["task"] in keep] if b == name else original(b))
+    return len(keep)
+
+
 @pytest.mark.parametrize("name", benchmarks.names())
-def test_every_benchmark_runs_end_to_end_on_the_tiny_model(tiny, name, tmp_path):
+def test_every_benchmark_runs_end_to_end_on_the_tiny_model(tiny, name, tmp_path, monkeypatch):
     model, tok = tiny
-    r = lmeval.evaluate(model, tok, name, 2 if name not in ("mmlu", "ceval") else 1, tmp_path, batch_size=4)
-    expected_n = {"mmlu": 57, "ceval": 52, "truthfulqa_mc1": 2, "truthfulqa_mc2": 2}.get(name, 2)
+    subjects = _one_subject_per_group(monkeypatch, name) if benchmarks.groups(name) else None
+    r = lmeval.evaluate(model, tok, name, 1 if subjects else 2, tmp_path, batch_size=4)
+    expected_n = subjects or 2
     assert r["n"] == expected_n and r["metric"] == benchmarks.headline(name)
     assert r["value"] is not None and math.isfinite(r["value"])
     lines = [json.loads(x) for x in (tmp_path / f"{name}.jsonl").read_text(encoding="utf-8").splitlines()]
@@ -38,9 +51,22 @@ def test_every_benchmark_runs_end_to_end_on_the_tiny_model(tiny, name, tmp_path)
     assert len(r["task_definitions_sha256"]) == 64
 
 
-def test_chance_level_is_computed_from_the_choices(tiny, tmp_path):
-    r = lmeval.evaluate(*tiny, "snli", 3, tmp_path)
+@pytest.mark.parametrize("name", ["mmlu", "ceval"])
+def test_every_subject_task_loads_and_is_grouped(name):
+    configs = lmeval.task_configs(name)
+    tasks = {c["task"] for c in configs}
+    assert len(tasks) == {"mmlu": 57, "ceval": 52}[name]
+    grouped = {t for g, members in benchmarks.groups(name).items() if g != "Hard" for t in members}
+    assert grouped == tasks  # every subject in exactly the disciplines, none invented
+    for c in configs:  # offline data resolved for each subject
+        assert all(Path(f).exists() for files in c["dataset_kwargs"]["data_files"].values() for f in files)
+
+
+def test_chance_level_is_computed_and_scores_are_deterministic(tiny, tmp_path):
+    r = lmeval.evaluate(*tiny, "snli", 3, tmp_path / "a")
     assert r["chance"] == pytest.approx(1 / 3)
+    again = lmeval.evaluate(*tiny, "snli", 3, tmp_path / "b")  # same model, items and seed
+    assert again["outputs_sha256"] == r["outputs_sha256"] and again["value"] == r["value"]
 
 
 # --- metrics against hand-computed values ----------------------------------------------------------
@@ -158,3 +184,19 @@ def test_misaligned_flores_files_are_rejected(tmp_path, monkeypatch):
 def test_unknown_benchmark_is_named():
     with pytest.raises(KeyError, match="unknown benchmark 'mmlu_pro'"):
         lmeval.task_configs("mmlu_pro")
+
+
+def test_results_are_reused_for_the_same_weights_task_and_limit(tiny, tiny_model, tmp_path, monkeypatch):
+    from quantlib.spec import RunSpec
+
+    monkeypatch.setenv("QUANTLIB_CACHE", str(tmp_path / "cache"))
+    spec = RunSpec(model=tiny_model, method="fp")
+    first = lmeval.evaluate_cached(*tiny, spec, "snli", 2, tmp_path / "a")
+    again = lmeval.evaluate_cached(*tiny, spec, "snli", 2, tmp_path / "b")
+    assert first["cache"]["hit"] is False and again["cache"]["hit"] is True
+    assert again["outputs_sha256"] == first["outputs_sha256"]
+    assert (tmp_path / "b" / "snli.jsonl").read_text() == (tmp_path / "a" / "snli.jsonl").read_text()
+    assert lmeval.evaluate_cached(*tiny, spec, "snli", 3, tmp_path / "c")["cache"]["hit"] is False  # new limit
+    entry = tmp_path / "cache" / "results" / again["cache"]["entry"]
+    (entry / "samples.jsonl").write_text("tampered\n")  # a damaged entry is recomputed, not trusted
+    assert lmeval.evaluate_cached(*tiny, spec, "snli", 2, tmp_path / "d")["cache"]["hit"] is False

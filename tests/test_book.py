@@ -34,3 +34,13 @@ def test_book_builds_strictly_from_committed_records(tmp_path):
         assert "<img" in text and f"Made by" in text and f"book/{page}.md" in text
     assert len(list((html / "runs").glob("*.html"))) == len(report.summary())
     assert len(list((html / "_images").glob("*.png"))) >= 3
+    # the front page carries the claims table, each verdict computed
+    index = (html / "index.html").read_text()
+    assert index.count("holds") + index.count("inconclusive") >= 5
+    # as a reader sees it: every page in headless Chromium (skipped where Chromium is not installed)
+    from quantlib import check_html
+
+    if not Path(check_html.DRIVER).exists():
+        pytest.skip("Chromium is not installed (make browser)")
+    assert check_html.main([str(html), "--screenshots", str(tmp_path / "shots")]) == 0
+    assert len(list((tmp_path / "shots").glob("*.png"))) >= 7

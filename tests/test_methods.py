@@ -1,5 +1,6 @@
 """Every method quantizes through the one registry; real-behaviour checks use the real default model."""
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -52,6 +53,20 @@ def test_gptq_checkpoint_is_cached(tiny_model):
     assert i2["gptq"]["from_cache"] is True
     for (n, a), (_, b) in zip(m1.state_dict().items(), m2.state_dict().items()):
         assert torch.equal(a, b), n
+
+
+def test_damaged_checkpoint_cache_is_rebuilt_not_trusted(tiny_model):
+    spec = RunSpec(model=tiny_model, method="gptq", bits=4, calibration={"n_samples": 4})
+    m1, _ = methods.load(spec)
+    cache = Path(methods.gptq_cache_dir(spec, m1.dtype))
+    weights = cache / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-64] + bytes(64))  # same size, last bytes zeroed
+    with pytest.warns(UserWarning, match="damaged"):
+        m2, i2 = methods.load(spec)
+    assert i2["gptq"]["from_cache"] is False
+    for (n, a), (_, b) in zip(m1.state_dict().items(), m2.state_dict().items()):
+        assert torch.equal(a, b), n
+    assert methods.load(spec)[1]["gptq"]["from_cache"] is True  # the rebuilt entry is whole again
 
 
 @pytest.fixture(scope="module")

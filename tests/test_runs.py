@@ -31,7 +31,7 @@ def test_template_parameters_cell_matches_the_declared_parameters():
 def grid_run(tiny_model, tmp_path_factory):
     d = tmp_path_factory.mktemp("grid")
     (d / "grid.yaml").write_text(GRID.format(model=tiny_model))
-    rc = grid.main([str(d / "grid.yaml"), "--runs", str(d / "runs"), "--summary", str(d / "summary.csv")])
+    rc = grid.main([str(d / "grid.yaml"), "--runs", str(d / "runs"), "--summary", str(d / "summary.csv"), "--engine", "local"])
     return d, rc
 
 
@@ -64,9 +64,21 @@ def test_rerun_skips_finished_runs(grid_run, capsys):
     before = {f.name: (f / "metrics.json").stat().st_mtime_ns for f in (d / "runs").iterdir()}
     # the same grid named twice: each spec is visited once
     assert grid.main([str(d / "grid.yaml"), str(d / "grid.yaml"), "--runs", str(d / "runs"),
-                      "--summary", str(d / "s.csv")]) == 0
+                      "--summary", str(d / "s.csv"), "--engine", "local"]) == 0
     assert capsys.readouterr().out.count("[skip]") == 2
     assert before == {f.name: (f / "metrics.json").stat().st_mtime_ns for f in (d / "runs").iterdir()}
+
+
+def test_truncated_record_is_redone(grid_run, capsys):
+    d, _ = grid_run
+    folder = sorted((d / "runs").iterdir())[0]
+    text = (folder / "metrics.json").read_text()
+    (folder / "metrics.json").write_text(text[: len(text) // 2])  # a write cut short
+    assert not records.complete(folder)
+    assert grid.main([str(d / "grid.yaml"), "--runs", str(d / "runs"), "--summary", str(d / "s.csv"), "--engine", "local"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("[redo]") == 1 and out.count("[skip]") == 1
+    assert records.complete(folder) and records.read_json(folder / "metrics.json")["name"] == folder.name
 
 
 def test_failed_run_is_recorded_and_others_still_run(tiny_model, tmp_path):
@@ -74,7 +86,7 @@ def test_failed_run_is_recorded_and_others_still_run(tiny_model, tmp_path):
     (tmp_path / "grid.yaml").write_text(light.format(model=tiny_model).replace(
         f"models: [{tiny_model}]", f"models: [{tmp_path / 'no-such-model'}, {tiny_model}]"))
     rc = grid.main([str(tmp_path / "grid.yaml"), "--runs", str(tmp_path / "runs"),
-                    "--summary", str(tmp_path / "summary.csv")])
+                    "--summary", str(tmp_path / "summary.csv"), "--engine", "local"])
     assert rc == 1
     states = sorted((f.name.split("__")[0], records.status(f)) for f in (tmp_path / "runs").iterdir())
     assert states == [("no-such-model", "failed")] * 2 + [(tiny_model.rsplit("/", 1)[-1], "done")] * 2

@@ -54,12 +54,13 @@ def test_quant_key_covers_calibration_only_for_calibrated_methods():
 
 
 def test_default_grid_expands_to_every_method(tmp_path):
-    from quantlib import paths
+    from quantlib import benchmarks, paths
 
     specs = load_grid(paths.GRIDS / "default.yaml")
     labels = [s.bits_label for s in specs]
-    assert labels == ["fp", "bnb-int8", "bnb-nf4", "bnb-fp4", "gptq-8b", "gptq-4b", "gptq-3b", "gptq-2b"]
+    assert sorted(labels) == sorted(["fp", "bnb-int8", "bnb-nf4", "bnb-fp4", "gptq-8b", "gptq-4b", "gptq-3b", "gptq-2b"])
     assert len({s.name for s in specs}) == len(specs)
+    assert all(set(s.benchmarks) == set(benchmarks.names()) for s in specs)  # every cell scores everything
 
 
 @pytest.mark.parametrize("text, msg", [
@@ -67,6 +68,7 @@ def test_default_grid_expands_to_every_method(tmp_path):
     ("models: [org/m]\nmethods: [fp]\nbenchmark: {}\n", "unknown key"),
     ("models: []\nmethods: [fp]\n", "'models' must be a non-empty list"),
     ("models: [org/m]\nmethods: [fp\n", "not valid YAML"),
+    ("", "must be a mapping"),                                   # an empty file
     ("models: [org/m]\nmethods: [{method: fp, bitz: 3}]\n", "bad methods entry"),
 ])
 def test_bad_grid_files_fail_at_load(tmp_path, text, msg):

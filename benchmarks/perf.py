@@ -1,0 +1,125 @@
+"""Speed figures of the pipeline itself (not of the quantized models): prints measurements and ratios.
+
+    python benchmarks/perf.py peak        # fp32 matmul peak of this machine (FLOP/s)
+    python benchmarks/perf.py harness     # the project's scoring path vs a plain lm-eval run, and
+                                          # achieved FLOP/s while scoring vs the matmul peak
+    python benchmarks/perf.py ray         # grid wall time with 2 Ray workers vs 1 (tiny model)
+    python benchmarks/perf.py report      # `make report` wall time, warm (every run recorded)
+    python benchmarks/perf.py report --cold   # ... cold: a fresh clone, no records, no caches (hours)
+
+Targets (issue #7): cold default `make report` <= 60 min on 2 CPU cores, warm <= 2 min, harness ratio >= 1.0.
+Run it with QUANTLIB_DATA_DIR set (the Makefile's default is ../shared/benchmarks).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def matmul_peak(n: int = 2048, repeats: int = 5) -> float:
+    """Best-of-N dense fp32 matmul rate with torch's default threads."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b
+    best = min(_timed(lambda: a @ b)[1] for _ in range(repeats))
+    return 2 * n ** 3 / best
+
+
+def _timed(fn):
+    t = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - t
+
+
+def harness(task: str = "snli", limit: int = 64) -> None:
+    from lm_eval import simple_evaluate
+
+    from quantlib import lmeval, methods, models
+    from quantlib.spec import RunSpec
+
+    spec = RunSpec(model="smollm2-135m-instruct", method="fp")
+    model, _ = methods.load(spec)
+    tok = models.load_tokenizer(spec.model)
+    tokens = [0]
+    model.register_forward_pre_hook(lambda m, args, kw: tokens.__setitem__(0, tokens[0] + kw["input_ids"].numel())
+                                    if kw.get("input_ids") is not None else None, with_kwargs=True)
+    with tempfile.TemporaryDirectory() as d:
+        ours, t_ours = _timed(lambda: lmeval.evaluate(model, tok, task, limit, Path(d)))
+    # the same task config through lm-eval's own `hf` model loader, same batch size and chat template
+    plain, t_plain = _timed(lambda: simple_evaluate(
+        model="hf", model_args=f"pretrained={models.resolve(spec.model)},dtype=float32",
+        tasks=lmeval.task_configs(task), limit=limit, batch_size=8, apply_chat_template=True,
+        bootstrap_iters=0))
+    n_params = sum(p.numel() for n, p in model.named_parameters() if "embed" not in n)
+    flops = 2 * n_params * tokens[0] / t_ours
+    peak = matmul_peak()
+    key = next(k for k in plain["results"][next(iter(plain["results"]))] if k.startswith("acc,"))
+    print(f"harness: {task} x {limit} items: project path {t_ours:.1f} s, plain lm-eval {t_plain:.1f} s, "
+          f"ratio (plain / project) {t_plain / t_ours:.2f} (target >= 1.0); "
+          f"scores {ours['value']:.4f} vs {plain['results'][next(iter(plain['results']))][key]:.4f}")
+    print(f"scoring: {tokens[0]} tokens through the model, {flops / 1e9:.1f} GFLOP/s achieved "
+          f"(2 x {n_params / 1e6:.0f}M non-embedding parameters per token) = {flops / peak:.0%} of the "
+          f"{peak / 1e9:.1f} GFLOP/s fp32 matmul peak")
+
+
+def ray_speedup(cells: int = 4) -> None:
+    """A grid of tiny-model runs (a random 2-layer Llama), with 1 worker and with 2."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from quantlib import grid, models
+
+    with tempfile.TemporaryDirectory() as d:
+        d = Path(d)
+        tok = models.load_tokenizer("smollm2-135m-instruct")
+        cfg = LlamaConfig(vocab_size=len(tok), hidden_size=256, intermediate_size=512, num_hidden_layers=4,
+                          num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=True)
+        LlamaForCausalLM(cfg).save_pretrained(d / "tiny")
+        tok.save_pretrained(d / "tiny")
+        (d / "grid.yaml").write_text(
+            f"models: [{d / 'tiny'}]\nmethods: [fp, {{method: gptq, bits: [8, 4, 3]}}]\ncalibration: {{n_samples: 4}}\n"
+            "perplexity: {datasets: [wikitext2], seqlen: 512, limit: 4}\n"
+            "efficiency: {prompt_tokens: 64, new_tokens: 64, repeats: 1}\n")
+        times = {}
+        for workers, cpus in ((1, 2), (2, 1)):
+            args = [str(d / "grid.yaml"), "--runs", str(d / f"runs{workers}"), "--summary", str(d / "s.csv"),
+                    "--cpus-per-run", str(cpus)]
+            _, times[workers] = _timed(lambda: grid.main(args))
+        print(f"ray: {cells} tiny runs, 1 worker x 2 CPUs {times[1]:.0f} s, 2 workers x 1 CPU {times[2]:.0f} s, "
+              f"speed-up {times[1] / times[2]:.2f}")
+
+
+def report(cold: bool) -> None:
+    if not cold:
+        _, t = _timed(lambda: subprocess.run(["make", "report"], cwd=ROOT, check=True))
+        print(f"report: warm `make report` {t:.0f} s (target <= 120 s)")
+        return
+    with tempfile.TemporaryDirectory() as d:
+        subprocess.run(["git", "clone", "-q", str(ROOT), d], check=True)
+        subprocess.run(["git", "rm", "-rq", "data/runs"], cwd=d, check=True)
+        env = {**os.environ, "QUANTLIB_CACHE": f"{d}/.cache"}  # QUANTLIB_DATA_DIR: as set for this script
+        _, t = _timed(lambda: subprocess.run(["make", "report"], cwd=d, check=True, env=env))
+        print(f"report: cold `make report` (fresh clone, no records, no caches) {t / 60:.1f} min (target <= 60 min)")
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("what", choices=("peak", "harness", "ray", "report"))
+    ap.add_argument("--cold", action="store_true")
+    a = ap.parse_args()
+    if a.what == "peak":
+        print(f"peak: fp32 matmul {matmul_peak() / 1e9:.1f} GFLOP/s ({torch.get_num_threads()} threads)")
+    elif a.what == "harness":
+        harness()
+    elif a.what == "ray":
+        ray_speedup()
+    else:
+        report(a.cold)

@@ -1,0 +1,67 @@
+"""Verdict logic on constructed summaries with known answers."""
+import numpy as np
+import pandas as pd
+
+from quantlib import claims
+
+CFG = claims.config()
+
+
+def _runs(**overrides):
+    """fp and seven quantized variants of one model; `overrides` maps label -> column values."""
+    rows = [
+        dict(label="fp32", method="fp", ppl=10.0, mmlu=0.60, dec=10.0, lb=32.0),
+        dict(label="gptq-8b", method="gptq", ppl=10.1, mmlu=0.60, dec=11.0, lb=8.25),
+        dict(label="gptq-4b", method="gptq", ppl=10.5, mmlu=0.58, dec=9.5, lb=4.2),
+        dict(label="gptq-3b", method="gptq", ppl=20.0, mmlu=0.45, dec=10.5, lb=3.2),
+        dict(label="gptq-2b", method="gptq", ppl=5000.0, mmlu=0.25, dec=10.0, lb=2.2),
+        dict(label="spqr-2b", method="spqr", ppl=25.0, mmlu=0.40, dec=10.2, lb=6.1),
+        dict(label="bnb-nf4", method="bnb-nf4", ppl=11.0, mmlu=0.57, dec=5.0, lb=4.5),
+        dict(label="bnb-int8", method="bnb-int8", ppl=10.1, mmlu=0.60, dec=1.0, lb=8.2),
+    ]
+    df = pd.DataFrame(rows).rename(columns={"ppl": "ppl_wikitext2", "dec": "decode_tok_s", "lb": "linear_bits"})
+    df = df.assign(model="m", status="done", mmlu_p=0.5, weight_bytes=1e9)
+    for label, cols in overrides.items():
+        for c, v in cols.items():
+            df.loc[df["label"] == label, c] = v
+    return df
+
+
+def _verdict(df, key):
+    return claims.CLAIMS[key](df, CFG, "m")[0]
+
+
+def test_c1_four_bit_within_threshold_and_no_significant_drop_holds():
+    assert _verdict(_runs(), "C1") == claims.HOLDS
+    assert _verdict(_runs(**{"gptq-4b": {"ppl_wikitext2": 12.0}}), "C1") == claims.FAILS   # +20% perplexity
+    assert _verdict(_runs(**{"gptq-4b": {"mmlu_p": 0.01}}), "C1") == claims.FAILS          # significant drop
+    assert _verdict(_runs(**{"gptq-4b": {"mmlu_p": 0.01, "mmlu": 0.65}}), "C1") == claims.HOLDS  # a rise is no drop
+
+
+def test_c2_needs_rank_correlation_below_zero():
+    df = _runs()  # scores fall as perplexity rises, monotonically
+    assert _verdict(df, "C2") == claims.HOLDS
+    rng = np.random.default_rng(0)
+    df["mmlu"] = np.r_[0.6, rng.permutation([0.5, 0.5, 0.6, 0.4, 0.6, 0.5, 0.4])]
+    assert _verdict(df, "C2") == claims.OPEN
+
+
+def test_c3_is_inconclusive_with_one_model():
+    assert _verdict(_runs(), "C3") == claims.OPEN
+
+
+def test_c4_slower_than_every_dense_run_holds():
+    assert _verdict(_runs(), "C4") == claims.HOLDS
+    fast = _runs(**{"bnb-nf4": {"decode_tok_s": 9.6}, "bnb-int8": {"decode_tok_s": 9.7}})
+    assert _verdict(fast, "C4") == claims.FAILS  # within the dense runs' noise (9.5-11.0)
+
+
+def test_c5_gptq2_collapses_spqr2_does_not():
+    assert _verdict(_runs(), "C5") == claims.HOLDS
+    assert _verdict(_runs(**{"spqr-2b": {"ppl_wikitext2": 500.0}}), "C5") == claims.FAILS
+
+
+def test_claims_table_has_a_verdict_per_claim():
+    t = claims.table(_runs())
+    assert list(t["verdict"]) == [claims.HOLDS, claims.HOLDS, claims.OPEN, claims.HOLDS, claims.HOLDS]
+    assert t["claim"].str.startswith(("C1", "C2", "C3", "C4", "C5")).all()

@@ -1,0 +1,68 @@
+"""The statistics, on synthetic data with known answers."""
+import json
+
+import numpy as np
+import pytest
+
+from quantlib import stats
+
+
+def test_bootstrap_ci_covers_the_true_mean_at_about_the_nominal_rate():
+    rng = np.random.default_rng(1)
+    p, n, reps = 0.3, 120, 300
+    hits = 0
+    for r in range(reps):
+        x = rng.random(n) < p
+        lo, hi = stats.bootstrap_ci(x.astype(float), n_resamples=1000, seed=r)
+        hits += lo <= p <= hi
+    assert 0.90 <= hits / reps <= 0.98  # 95% nominal; the percentile bootstrap runs slightly narrow
+
+
+def test_mcnemar_exact_p_on_a_hand_made_table():
+    # 1 item right only in the first run, 9 right only in the second, 5 right in both, 5 wrong in both
+    a = [1] * 1 + [0] * 9 + [1] * 5 + [0] * 5
+    b = [0] * 1 + [1] * 9 + [1] * 5 + [0] * 5
+    r = stats.mcnemar(a, b)
+    assert (r["only_first"], r["only_second"]) == (1, 9)
+    assert r["p"] == pytest.approx(2 * 11 / 1024)  # 2 P(X <= 1), X ~ Bin(10, 1/2)
+    assert stats.mcnemar([1, 0, 1], [1, 0, 1])["p"] == 1.0
+
+
+def _write(path, task_values, metric="acc"):
+    path.write_text("".join(json.dumps({"task": "t", "doc_id": i, metric: v}) + "\n" for i, v in enumerate(task_values)))
+    return path
+
+
+def test_benchmark_stats_pairs_items_and_counts_flips(tmp_path):
+    base = _write(tmp_path / "base.jsonl", [1, 1, 1, 1, 0, 0, 0, 0])
+    quant = _write(tmp_path / "quant.jsonl", [1, 0, 0, 0, 0, 0, 0, 1])
+    s = stats.benchmark_stats("mmlu", "acc", quant, base)
+    assert s["paired_n"] == 8 and s["flips"] == pytest.approx(4 / 8)
+    assert s["p"] == pytest.approx(stats.mcnemar([1, 1, 1, 1, 0, 0, 0, 0], [1, 0, 0, 0, 0, 0, 0, 1])["p"])
+    assert s["ci_lo"] <= 0.25 <= s["ci_hi"]
+
+
+def test_graded_scores_use_a_signed_rank_test(tmp_path):
+    base = _write(tmp_path / "b.jsonl", [30.0, 40.0, 25.0, 50.0, 35.0, 45.0], "rougeL")
+    quant = _write(tmp_path / "q.jsonl", [10.0, 12.0, 5.0, 20.0, 15.0, 11.0], "rougeL")
+    s = stats.benchmark_stats("xsum", "rougeL", quant, base)
+    assert s["flips"] is None and s["p"] == pytest.approx(0.03125)  # all 6 differences one way: 2/2^6
+
+
+def test_bleu_interval_recomputes_corpus_bleu(tmp_path):
+    pairs = [["a b c d e f", "a b c d e f"], ["g h i j k l", "g h i j k m"], ["m n o p", "m n o p"]]
+    f = _write(tmp_path / "f.jsonl", pairs, "bleu")
+    s = stats.benchmark_stats("flores_zh_en", "bleu", f, None)
+    assert s["ci_lo"] <= stats.corpus_bleu(pairs, "13a") <= s["ci_hi"] <= 100 + 1e-9
+
+
+def test_correlation_on_known_relations():
+    x = np.arange(10.0)
+    r = stats.correlation(x, 3 * x + 1)
+    assert r["pearson"] == pytest.approx(1) and r["spearman"] == pytest.approx(1) and r["n"] == 10
+    r = stats.correlation(x, np.exp(x))  # monotone but not linear: rank correlation 1, Pearson below 1
+    assert r["spearman"] == pytest.approx(1) and r["pearson"] < 0.9
+    rng = np.random.default_rng(0)
+    r = stats.correlation(rng.normal(size=50), rng.normal(size=50))
+    assert r["pearson_lo"] < 0 < r["pearson_hi"] and r["spearman_lo"] < 0 < r["spearman_hi"]
+    assert np.isnan(stats.correlation([1, 2, 3], [1, 2, 3])["pearson"])  # too few runs
