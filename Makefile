@@ -3,7 +3,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-GRID ?= data/grids/default.yaml data/grids/spqr.yaml data/grids/spqr-ablation.yaml
+GRID ?= data/grids/default.yaml data/grids/spqr-ablation.yaml
 # offline benchmark copies; unset or empty = load from the hub
 QUANTLIB_DATA_DIR ?= $(if $(wildcard ../shared/benchmarks),$(abspath ../shared/benchmarks),)
 export QUANTLIB_DATA_DIR

@@ -5,7 +5,8 @@
                                           # achieved FLOP/s while scoring vs the matmul peak
     python benchmarks/perf.py ray         # grid wall time with 2 Ray workers vs 1 (tiny model)
     python benchmarks/perf.py report      # `make report` wall time, warm (every run recorded)
-    python benchmarks/perf.py report --cold   # ... cold: a fresh clone, no records, no caches (hours)
+    python benchmarks/perf.py report --cold [--into DIR]   # ... cold: a fresh clone, no records,
+                                          # no caches, no venv (hours)
 
 Targets (issue #7): cold default `make report` <= 60 min on 2 CPU cores, warm <= 2 min, harness ratio >= 1.0.
 Run it with QUANTLIB_DATA_DIR set (the Makefile's default is ../shared/benchmarks).
@@ -97,15 +98,16 @@ def ray_speedup(cells: int = 4) -> None:
               f"speed-up {times[1] / times[2]:.2f}")
 
 
-def report(cold: bool) -> None:
+def report(cold: bool, into: str | None = None) -> None:
     if not cold:
         _, t = _timed(lambda: subprocess.run(["make", "report"], cwd=ROOT, check=True))
         print(f"report: warm `make report` {t:.0f} s (target <= 120 s)")
         return
-    with tempfile.TemporaryDirectory() as d:
+    with tempfile.TemporaryDirectory() as tmp:
+        d = into or tmp  # --into keeps the clone (its records, book and venv) for inspection
         subprocess.run(["git", "clone", "-q", str(ROOT), d], check=True)
         subprocess.run(["git", "rm", "-rq", "data/runs"], cwd=d, check=True)
-        env = {**os.environ, "QUANTLIB_CACHE": f"{d}/.cache"}  # QUANTLIB_DATA_DIR: as set for this script
+        env = {**os.environ, "QUANTLIB_CACHE": f"{d}/.cache", "HF_DATASETS_CACHE": f"{d}/.cache/hf-datasets"}  # QUANTLIB_DATA_DIR: as set for this script
         _, t = _timed(lambda: subprocess.run(["make", "report"], cwd=d, check=True, env=env))
         print(f"report: cold `make report` (fresh clone, no records, no caches) {t / 60:.1f} min (target <= 60 min)")
 
@@ -114,6 +116,7 @@ if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("what", choices=("peak", "harness", "ray", "report"))
     ap.add_argument("--cold", action="store_true")
+    ap.add_argument("--into", help="report --cold: clone into this new folder and keep it")
     a = ap.parse_args()
     if a.what == "peak":
         print(f"peak: fp32 matmul {matmul_peak() / 1e9:.1f} GFLOP/s ({torch.get_num_threads()} threads)")
@@ -122,4 +125,4 @@ if __name__ == "__main__":
     elif a.what == "ray":
         ray_speedup()
     else:
-        report(a.cold)
+        report(a.cold, a.into)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import shutil
 import warnings
@@ -79,12 +80,17 @@ def bnb_storage(model, dense_itemsize: int) -> dict:
             "quantized_linear_dense_bytes": params * dense_itemsize}
 
 
+def _drop_int8_cast_notice(record: logging.LogRecord) -> bool:
+    return not record.getMessage().startswith("MatMul8bitLt: inputs will be cast")
+
+
 def load_bnb_int8(spec):
     from transformers import BitsAndBytesConfig
 
-    # LLM.int8() casts fp32/bf16 activations to fp16 for its matmul and warns on every call, which
-    # bloats the run notebook (15 MB in one CPU run); the cast is stated in the method's doc instead
-    warnings.filterwarnings("ignore", message="MatMul8bitLt: inputs will be cast")
+    # LLM.int8() casts fp32/bf16 activations to fp16 for its matmul and logs it on every call (a
+    # logging warning, not warnings.warn), which bloated the run notebook to 40 MB; the cast is
+    # stated in the method's doc instead
+    logging.getLogger("bitsandbytes.autograd._functions").addFilter(_drop_int8_cast_notice)
     return _load_bnb(spec, BitsAndBytesConfig(load_in_8bit=True, llm_int8_threshold=6.0))
 
 

@@ -19,11 +19,14 @@ def _ppl(model, tok, text=PROSE * 2):
 @pytest.mark.parametrize("method, bits", [("fp", None), ("bnb-int8", None), ("bnb-nf4", None),
                                           ("bnb-fp4", None), ("gptq", 8), ("gptq", 4), ("gptq", 3), ("gptq", 2),
                                           ("spqr", 4), ("spqr", 2)])
-def test_each_method_quantizes_the_tiny_model(tiny_model, method, bits):
+def test_each_method_quantizes_the_tiny_model(tiny_model, method, bits, caplog):
     spec = RunSpec(model=tiny_model, method=method, bits=bits, calibration={"n_samples": 4})
     model, info = methods.load(spec)
     tok = models.load_tokenizer(tiny_model)
-    assert math.isfinite(_ppl(model, tok))
+    with caplog.at_level("WARNING"):
+        assert math.isfinite(_ppl(model, tok))
+    # LLM.int8()'s per-matmul cast notice is dropped (it made a 40 MB run notebook)
+    assert "MatMul8bitLt" not in caplog.text
     assert info["weight_bytes"] > 0
     fp_bytes = methods.load(RunSpec(model=tiny_model, method="fp"))[1]["weight_bytes"]
     if method != "fp":

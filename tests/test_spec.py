@@ -58,7 +58,8 @@ def test_default_grid_expands_to_every_method(tmp_path):
 
     specs = load_grid(paths.GRIDS / "default.yaml")
     labels = [s.bits_label for s in specs]
-    assert sorted(labels) == sorted(["fp", "bnb-int8", "bnb-nf4", "bnb-fp4", "gptq-8b", "gptq-4b", "gptq-3b", "gptq-2b"])
+    assert sorted(labels) == sorted(["fp", "bnb-int8", "bnb-nf4", "bnb-fp4", "gptq-8b", "gptq-4b", "gptq-3b", "gptq-2b",
+                                    "spqr-8b", "spqr-4b", "spqr-3b", "spqr-2b"])
     assert len({s.name for s in specs}) == len(specs)
     assert all(set(s.benchmarks) == set(benchmarks.names()) for s in specs)  # every cell scores everything
 
