@@ -1,4 +1,4 @@
-# make report : venv (if missing) -> default grid -> summary -> book/_build/html/index.html
+# make report : venv (if missing) -> default grid -> divergence -> summary -> book/_build/html/index.html
 # make test   : the test suite (what CI runs)
 PYTHON ?= python3
 VENV ?= .venv
@@ -10,7 +10,7 @@ export QUANTLIB_DATA_DIR
 # GPU machines: make TORCH_SPEC="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128" venv
 TORCH_SPEC ?=
 
-.PHONY: venv runs summary book check-html browser report test clean-book
+.PHONY: venv runs divergence summary book check-html browser report test clean-book
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: requirements.txt requirements-data.txt pyproject.toml
@@ -27,6 +27,11 @@ $(VENV)/.installed: requirements.txt requirements-data.txt pyproject.toml
 # RAY_ADDRESS=host:port uses an existing cluster)
 runs: venv
 	$(PY) -m quantlib.grid $(GRID)
+
+# slow stage: next-token KL and top-1 flips of every quantized run against its baseline, on the
+# perplexity windows (writes divergence.json into each run folder; measured runs are skipped)
+divergence: venv
+	$(PY) -m quantlib.divergence
 
 # cheap stage: the table the book reads, rebuilt from the committed records
 summary: venv
@@ -53,7 +58,7 @@ browser:
 # runs first; the book is built even if a run failed, then make fails; the browser check runs
 # when Chromium is installed (`make browser`)
 report: venv
-	status=0; $(MAKE) runs || status=$$?; $(MAKE) book || exit $$?; \
+	status=0; $(MAKE) runs || status=$$?; $(MAKE) divergence || status=$$?; $(MAKE) book || exit $$?; \
 	if command -v chromedriver >/dev/null || [ -n "$$CHROMEDRIVER" ]; then $(MAKE) check-html || exit $$?; \
 	else echo "check-html skipped: run 'make browser' to install Chromium"; fi; exit $$status
 

@@ -42,9 +42,20 @@ def row(folder: Path) -> dict:
                  peak_memory_bytes=e["peak_memory_bytes"], peak_memory_kind=e["peak_memory_kind"],
                  speed_new_tokens=e["new_tokens"], speed_prompt_tokens=e["prompt_tokens"])
         r["mmlu_top_choice_share"] = top_choice_share(folder / "samples" / "mmlu.jsonl")
+        r.update(divergence_columns(folder / "divergence.json"))
         for name, b in m["benchmarks"].items():
             r.update(bench_columns(name, b))
     return r
+
+
+def divergence_columns(file: Path) -> dict:
+    """`kl_<corpus>`, `top1_flip_<corpus>` and their means over corpora (quantlib.divergence; absent: none)."""
+    if not file.exists():
+        return {}
+    d = records.read_json(file)["corpora"]
+    cols = {f"{m}_{c}": v[m] for c, v in d.items() for m in ("kl", "top1_flip")}
+    cols.update({f"{m}_mean": sum(v[m] for v in d.values()) / len(d) for m in ("kl", "top1_flip")})
+    return cols
 
 
 def bench_columns(name: str, b: dict) -> dict:

@@ -1,0 +1,40 @@
+"""Next-token KL against the baseline: the coarsened KL on known distributions, and the stage on the tiny model."""
+import torch
+
+from quantlib import divergence, records
+from quantlib.spec import RunSpec
+
+
+def _full_kl(p_logp, q_logp):
+    return (p_logp.exp() * (p_logp - q_logp)).sum(-1)
+
+
+def test_coarse_kl_is_zero_for_equal_exact_when_k_covers_all_but_one_and_a_lower_bound_otherwise():
+    g = torch.Generator().manual_seed(0)
+    p = torch.log_softmax(3 * torch.randn(50, 40, generator=g), -1)
+    q = torch.log_softmax(p + torch.randn(50, 40, generator=g), -1)
+    top = p.topk(39, dim=-1)
+    assert torch.allclose(divergence.coarse_kl(top.indices, top.values, p), torch.zeros(50), atol=1e-5)
+    # top-39 of 40 plus the rest bucket is the full distribution: the full KL exactly
+    assert torch.allclose(divergence.coarse_kl(top.indices, top.values, q), _full_kl(p, q), atol=1e-5)
+    # fewer tokens: never above the full KL (data-processing inequality), and positive
+    top = p.topk(5, dim=-1)
+    coarse = divergence.coarse_kl(top.indices, top.values, q)
+    assert (coarse <= _full_kl(p, q) + 1e-6).all() and (coarse > 0).all()
+
+
+def test_divergence_of_a_quantized_tiny_model(tiny_model, tmp_path, monkeypatch):
+    monkeypatch.setenv("QUANTLIB_CACHE", str(tmp_path / "cache"))
+    spec = RunSpec(model=tiny_model, method="bnb-nf4", ppl_datasets=("wikitext2",), ppl_seqlen=256, ppl_limit=2)
+    folder = tmp_path / "run"
+    records.write_json(folder / "spec.json", spec.to_dict())
+    assert divergence.run(folder) == "measured"
+    d = records.read_json(folder / "divergence.json")["corpora"]["wikitext2"]
+    assert d["positions"] == 2 * 255 and d["kl"] > 0 and 0 <= d["top1_flip"] <= 1
+    assert divergence.run(folder) == "done before"
+    # the baseline against itself: no divergence, no flips (the reference is reused from the cache)
+    base = RunSpec(model=tiny_model, method="fp", ppl_datasets=("wikitext2",), ppl_seqlen=256, ppl_limit=2)
+    from quantlib import methods, models
+    m, _ = methods.load(base)
+    same = divergence.measure(base, m, models.load_tokenizer(tiny_model))["corpora"]["wikitext2"]
+    assert same["kl"] < 1e-5 and same["top1_flip"] == 0
