@@ -10,7 +10,7 @@ export QUANTLIB_DATA_DIR
 # GPU machines: make TORCH_SPEC="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128" venv
 TORCH_SPEC ?=
 
-.PHONY: venv runs divergence summary book check-html browser report test clean-book
+.PHONY: venv runs divergence summary book pdf latex check-html browser report test clean-book
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: requirements.txt requirements-data.txt pyproject.toml
@@ -50,6 +50,20 @@ book: venv summary
 # screenshots in book/_build/screenshots (needs `make browser` once: Debian chromium + driver)
 check-html: venv
 	$(PY) -m quantlib.check_html
+
+# the book as a PDF (XeLaTeX), chapters only: book/_build/pdf/_build/latex/quantized-llm-report.pdf
+# (needs `make latex` once: Debian TeX Live, latexmk and CJK fonts); its own execution cache, since
+# its tables are given as Markdown as well as HTML (rebuilt from scratch each time: ~2 min)
+pdf: venv summary
+	rm -rf book/_build/pdf
+	QUANTLIB_BOOK_FORMAT=latex $(VENV)/bin/jupyter-book build book --builder pdflatex --path-output book/_build/pdf \
+	  --toc $(CURDIR)/book/_toc_pdf.yml -n --keep-going
+
+latex:
+	command -v xelatex >/dev/null && command -v latexmk >/dev/null || (apt-get update -q && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends latexmk texlive-latex-recommended \
+	  texlive-latex-extra texlive-fonts-recommended texlive-xetex texlive-lang-chinese fonts-freefont-otf \
+	  fonts-noto-cjk lmodern tex-gyre)
 
 browser:
 	command -v chromium >/dev/null && command -v chromedriver >/dev/null || \

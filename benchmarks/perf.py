@@ -5,6 +5,7 @@
                                           # achieved FLOP/s while scoring vs the matmul peak
     python benchmarks/perf.py ray         # grid wall time with 2 Ray workers vs 1 (tiny model)
     python benchmarks/perf.py report      # `make report` wall time, warm (every run recorded)
+    python benchmarks/perf.py costs [--into DIR]   # where the runs' time went (from the records)
     python benchmarks/perf.py report --cold [--into DIR]   # ... cold: a fresh clone, no records,
                                           # no caches, no venv (hours)
 
@@ -98,6 +99,28 @@ def ray_speedup(cells: int = 4) -> None:
               f"speed-up {times[1] / times[2]:.2f}")
 
 
+def costs(runs: Path = ROOT / "data" / "runs") -> None:
+    """Where a run's time goes, from the records: run, quantization and per-benchmark seconds."""
+    import json
+    import statistics
+
+    per, total, quant = {}, [], []
+    for f in sorted(runs.glob("*/metrics.json")):
+        m, st = json.loads(f.read_text()), json.loads((f.parent / "status.json").read_text())
+        total.append((f.parent.name.split("__")[1], st.get("seconds")))
+        q = m["quantization"].get("gptq") or m["quantization"].get("spqr") or {}
+        if q.get("seconds") and not q.get("from_cache"):
+            quant.append(q["seconds"])
+        for b, r in m["benchmarks"].items():
+            if r.get("seconds") and not (r.get("cache") or {}).get("hit"):
+                per.setdefault(b, []).append(r["seconds"])
+    print("costs: run seconds " + ", ".join(f"{k} {v:.0f}" for k, v in total if v))
+    if quant:
+        print(f"costs: GPTQ/SpQR quantization {len(quant)} x median {statistics.median(quant):.0f} s = {sum(quant) / 60:.1f} min")
+    for b, v in sorted(per.items(), key=lambda kv: -statistics.median(kv[1])):
+        print(f"costs: {b:15s} median {statistics.median(v):6.1f} s over {len(v)} runs (max {max(v):.0f})")
+
+
 def report(cold: bool, into: str | None = None) -> None:
     if not cold:
         _, t = _timed(lambda: subprocess.run(["make", "report"], cwd=ROOT, check=True))
@@ -107,14 +130,15 @@ def report(cold: bool, into: str | None = None) -> None:
         d = into or tmp  # --into keeps the clone (its records, book and venv) for inspection
         subprocess.run(["git", "clone", "-q", str(ROOT), d], check=True)
         subprocess.run(["git", "rm", "-rq", "data/runs"], cwd=d, check=True)
-        env = {**os.environ, "QUANTLIB_CACHE": f"{d}/.cache", "HF_DATASETS_CACHE": f"{d}/.cache/hf-datasets"}  # QUANTLIB_DATA_DIR: as set for this script
+        # QUANTLIB_DATA_DIR: as set for this script; pip's download cache is the machine's
+        env = {**os.environ, "QUANTLIB_CACHE": f"{d}/.cache", "HF_DATASETS_CACHE": f"{d}/.cache/hf-datasets"}
         _, t = _timed(lambda: subprocess.run(["make", "report"], cwd=d, check=True, env=env))
         print(f"report: cold `make report` (fresh clone, no records, no caches) {t / 60:.1f} min (target <= 60 min)")
 
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("what", choices=("peak", "harness", "ray", "report"))
+    ap.add_argument("what", choices=("peak", "harness", "ray", "report", "costs"))
     ap.add_argument("--cold", action="store_true")
     ap.add_argument("--into", help="report --cold: clone into this new folder and keep it")
     a = ap.parse_args()
@@ -122,6 +146,8 @@ if __name__ == "__main__":
         print(f"peak: fp32 matmul {matmul_peak() / 1e9:.1f} GFLOP/s ({torch.get_num_threads()} threads)")
     elif a.what == "harness":
         harness()
+    elif a.what == "costs":
+        costs(Path(a.into) / "data" / "runs" if a.into else ROOT / "data" / "runs")
     elif a.what == "ray":
         ray_speedup()
     else:

@@ -1,6 +1,8 @@
 """Tables and figures for the book, from the summary table only (cheap stage)."""
 from __future__ import annotations
 
+import os
+
 import matplotlib.pyplot as plt  # inline backend inside the book's kernels
 import numpy as np
 import pandas as pd
@@ -15,6 +17,38 @@ METRIC_NAMES = {"acc": "acc", "exact_match": "exact match", "bleu": "BLEU", "rou
                 "accuracy_amb": "acc, ambiguous", "accuracy_disamb": "acc, disambiguated",
                 "hsr": "HSR", "ssr": "SSR", "csl": "CSL"} | {f"hsr_level{k}": f"HSR level {k}" for k in range(1, 6)}
 MIB = 2 ** 20
+
+
+def _styler_markdown(styler) -> str:
+    """A styled table (formatted values, hidden index honoured) as a MyST list-table, whose column
+    widths let LaTeX wrap long cells; every ASCII punctuation mark is escaped, so cell text
+    stays literal (no math from "$", no HTML from "<|im_start|>")."""
+    import copy
+    import re
+    import string
+
+    s = copy.copy(styler)
+    s.data = styler.data.map(lambda v: v.replace("\n", " ") if isinstance(v, str) else v)
+    rows = [line.split("\t") for line in s.to_string(delimiter="\t").splitlines()]
+    esc = re.compile("([" + re.escape(string.punctuation) + "])")
+    widths = [min(max(len(r[i]) for r in rows), 50) + 8 for i in range(len(rows[0]))]
+    body = "\n".join("* " + "\n".join(("- " if i == 0 else "  - ") + (esc.sub(r"\\\1", c) or " ")
+                                        for i, c in enumerate(r)) for r in rows)
+    return f"```{{list-table}}\n:header-rows: 1\n:widths: {' '.join(map(str, widths))}\n\n{body}\n```"
+
+
+def _tables_as_markdown() -> None:
+    """`make pdf`: the LaTeX builder drops HTML outputs, so tables are also given as Markdown,
+    which myst-nb parses into real tables."""
+    from IPython import get_ipython
+    from pandas.io.formats.style import Styler
+
+    if get_ipython() is not None:
+        get_ipython().display_formatter.formatters["text/markdown"].for_type(Styler, _styler_markdown)
+
+
+if os.environ.get("QUANTLIB_BOOK_FORMAT") == "latex":
+    _tables_as_markdown()
 LINES = ("gptq", "spqr")  # methods drawn as a line over bits; the others as points
 MARKERS = {"bnb-int8": "s", "bnb-nf4": "^", "bnb-fp4": "v"}
 
@@ -202,6 +236,39 @@ def ppl_correlations(df: pd.DataFrame) -> pd.DataFrame:
             rows.append({"benchmark": title(n), "runs": r["n"],
                          "Pearson (log ppl)": r["pearson"], "Pearson 95% CI": f"[{r['pearson_lo']:.2f}, {r['pearson_hi']:.2f}]",
                          "Spearman": r["spearman"], "Spearman 95% CI": f"[{r['spearman_lo']:.2f}, {r['spearman_hi']:.2f}]"})
+    return pd.DataFrame(rows)
+
+
+PREDICTORS = {"log_ppl_ratio": "log perplexity ratio", "kl_mean": "next-token KL",
+              "top1_flip_mean": "top-1 flips (text)", "answer_flips": "answer flips (other benchmarks)"}
+
+
+def drop_predictors(df: pd.DataFrame) -> pd.DataFrame:
+    """Which per-run quantity best ranks the benchmark drops: across quantized runs, Spearman between
+    each predictor and each benchmark's drop (baseline score minus the run's). Predictors: log of the
+    mean-perplexity ratio to the baseline, next-token KL and top-1 flips on the perplexity text
+    (quantlib.divergence), and the share of flipped answers on the *other* benchmarks (leave-one-out,
+    so a benchmark's own flips do not predict its own drop)."""
+    from . import stats
+
+    cols = [f"ppl_{k}" for k in PPL if f"ppl_{k}" in df]
+    d = df.assign(_ppl=df[cols].mean(axis=1))
+    q = d[d["method"] != "fp"].copy()
+    base = {m: baseline(d, m) for m in q["model"].unique()}
+    q["log_ppl_ratio"] = np.log([r["_ppl"] / base[r["model"]]["_ppl"] for _, r in q.iterrows()])
+    names = [n for n in benchmarks.names() if n in q and q[n].notna().sum() >= 4]
+    flips = q[[f"{n}_flips" for n in names if f"{n}_flips" in q]]
+    rows = []
+    for n in names:
+        drop = np.array([base[r["model"]][n] - r[n] for _, r in q.iterrows()])
+        others = flips.drop(columns=[f"{n}_flips"], errors="ignore")
+        preds = {"log_ppl_ratio": q["log_ppl_ratio"], "kl_mean": q.get("kl_mean"),
+                 "top1_flip_mean": q.get("top1_flip_mean"),
+                 "answer_flips": others.mean(axis=1) if not others.empty else None}
+        row = {"benchmark": title(n), "runs": int(np.isfinite(drop).sum())}
+        for k, x in preds.items():
+            row[PREDICTORS[k]] = stats.correlation(x, drop)["spearman"] if x is not None else float("nan")
+        rows.append(row)
     return pd.DataFrame(rows)
 
 

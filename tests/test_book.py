@@ -44,3 +44,17 @@ def test_book_builds_strictly_from_committed_records(tmp_path):
         pytest.skip("Chromium is not installed (make browser)")
     assert check_html.main([str(html), "--screenshots", str(tmp_path / "shots")]) == 0
     assert len(list((tmp_path / "shots").glob("*.png"))) >= 7
+
+
+def test_pdf_tables_are_list_tables_with_literal_text():
+    import numpy as np
+    import pandas as pd
+
+    df = pd.DataFrame({"label": ["fp32", "gptq-4b"], "ppl": [12.3456, np.nan], "prompt": ["Q: {{q}}\nA:", "$18 <|im_start|>"]})
+    md = report._styler_markdown(df.style.format(precision=2, na_rep="").hide(axis="index"))
+    lines = md.splitlines()
+    assert lines[0] == "```{list-table}" and lines[1] == ":header-rows: 1" and lines[-1] == "```"
+    assert len(lines[2].split()) == 4  # ":widths:" and one width per column
+    assert "* - fp32" in lines and "  - 12\\.35" in lines  # formatted by the Styler, index hidden
+    assert "  - Q\\: \\{\\{q\\}\\} A\\:" in lines  # newline folded, punctuation escaped
+    assert "  - \\$18 \\<\\|im\\_start\\|\\>" in lines  # no math, no HTML

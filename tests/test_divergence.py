@@ -38,3 +38,21 @@ def test_divergence_of_a_quantized_tiny_model(tiny_model, tmp_path, monkeypatch)
     m, _ = methods.load(base)
     same = divergence.measure(base, m, models.load_tokenizer(tiny_model))["corpora"]["wikitext2"]
     assert same["kl"] < 1e-5 and same["top1_flip"] == 0
+
+
+def test_drop_predictors_rank_drops_and_leave_a_benchmarks_own_flips_out():
+    import pandas as pd
+    from quantlib import report
+
+    # six quantized runs whose drops on both benchmarks grow with the KL; perplexity is shuffled
+    kl = [0.01, 0.02, 0.05, 0.1, 0.3, 1.0]
+    ppl = [12.0, 10.5, 30.0, 11.0, 15.0, 13.0]
+    rows = [dict(method="fp", label="fp32", ppl_wikitext2=10.0, mmlu=0.60, gsm8k=0.40, kl_mean=None)]
+    rows += [dict(method="gptq", label=f"q{i}", ppl_wikitext2=p, mmlu=0.60 - k / 10, gsm8k=0.40 - k / 5,
+                  kl_mean=k, mmlu_flips=k, gsm8k_flips=1 - k) for i, (k, p) in enumerate(zip(kl, ppl))]
+    t = report.drop_predictors(pd.DataFrame(rows).assign(model="m")).set_index("benchmark")
+    assert (t["runs"] == 6).all()
+    assert t["next-token KL"].tolist() == [1.0, 1.0]
+    assert abs(t["log perplexity ratio"]).max() < 0.9
+    # MMLU's drop is predicted from GSM8K's flips (which fall as KL rises) and vice versa
+    assert t["answer flips (other benchmarks)"].tolist() == [-1.0, 1.0]
