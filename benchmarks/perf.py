@@ -116,7 +116,8 @@ def costs(runs: Path = ROOT / "data" / "runs") -> None:
                 per.setdefault(b, []).append(r["seconds"])
     print("costs: run seconds " + ", ".join(f"{k} {v:.0f}" for k, v in total if v))
     if quant:
-        print(f"costs: GPTQ/SpQR quantization {len(quant)} x median {statistics.median(quant):.0f} s = {sum(quant) / 60:.1f} min")
+        print(f"costs: GPTQ/SpQR quantization {len(quant)} x median {statistics.median(quant):.0f} s "
+              f"= {sum(quant) / 60:.1f} min")
     for b, v in sorted(per.items(), key=lambda kv: -statistics.median(kv[1])):
         print(f"costs: {b:15s} median {statistics.median(v):6.1f} s over {len(v)} runs (max {max(v):.0f})")
 

@@ -103,9 +103,9 @@ def evaluate(model, tokenizer, benchmark: str, limit: int | None, samples_dir: P
     common.set_tokenizer(tokenizer)
     lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, max_length=2048)
     t0 = time.perf_counter()
-    res = simple_evaluate(model=lm, tasks=configs, task_manager=_task_manager(), limit=limit, apply_chat_template=True,
-                          log_samples=True, bootstrap_iters=0, random_seed=0, numpy_random_seed=0,
-                          torch_random_seed=0, fewshot_random_seed=0)
+    res = simple_evaluate(model=lm, tasks=configs, task_manager=_task_manager(), limit=limit,
+                          apply_chat_template=True, log_samples=True, bootstrap_iters=0, random_seed=0,
+                          numpy_random_seed=0, torch_random_seed=0, fewshot_random_seed=0)
     per_task, lines, chance = {}, [], []
     for task, metrics in res["results"].items():
         samples = res["samples"][task]
