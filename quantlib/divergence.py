@@ -47,6 +47,7 @@ def _windows(spec: RunSpec, tokenizer) -> dict[str, torch.Tensor]:
 
 def reference(spec: RunSpec, tokenizer, wins: dict[str, torch.Tensor]) -> dict[str, tuple]:
     """Per corpus, the baseline's top-k token ids and log-probs at every position (cached, safetensors)."""
+    from safetensors import SafetensorError
     from safetensors.torch import load_file, save_file
 
     base = RunSpec(model=spec.model, method="fp")
@@ -56,7 +57,7 @@ def reference(spec: RunSpec, tokenizer, wins: dict[str, torch.Tensor]) -> dict[s
     try:
         t = load_file(file)
         return {c: (t[f"{c}.idx"], t[f"{c}.logp"]) for c in wins}
-    except (OSError, KeyError, RuntimeError):
+    except (OSError, KeyError, SafetensorError):  # absent or damaged: computed again
         pass
     model, _ = methods.load(base)
     out = {}

@@ -32,6 +32,12 @@ def test_divergence_of_a_quantized_tiny_model(tiny_model, tmp_path, monkeypatch)
     d = records.read_json(folder / "divergence.json")["corpora"]["wikitext2"]
     assert d["positions"] == 2 * 255 and d["kl"] > 0 and 0 <= d["top1_flip"] <= 1
     assert divergence.run(folder) == "done before"
+    # a damaged reference cache is computed again, with the same result
+    for f in (tmp_path / "cache" / "kl-reference").glob("*.safetensors"):
+        f.write_bytes(b"damaged")
+    (folder / "divergence.json").unlink()
+    assert divergence.run(folder) == "measured"
+    assert records.read_json(folder / "divergence.json")["corpora"]["wikitext2"]["kl"] == d["kl"]
     # the baseline against itself: no divergence, no flips (the reference is reused from the cache)
     base = RunSpec(model=tiny_model, method="fp", ppl_datasets=("wikitext2",), ppl_seqlen=256, ppl_limit=2)
     from quantlib import methods, models
