@@ -105,7 +105,7 @@ def measure(spec: RunSpec, model, tokenizer) -> dict:
 
 
 def run(folder: Path) -> str:
-    spec = RunSpec.from_dict(records.read_json(folder / "spec.json"))
+    spec = records.read_spec(folder)
     if spec.method == "fp":
         return "baseline"
     out = folder / "divergence.json"

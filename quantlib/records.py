@@ -62,6 +62,18 @@ def complete(folder: Path) -> bool:
         return False
 
 
+def read_spec(folder: Path):
+    """The RunSpec a record was made from; its name must still match the spec (same naming rule)."""
+    from .spec import RunSpec, SpecError
+
+    d = dict(read_json(Path(folder) / "spec.json"))
+    name = d.pop("name", None)
+    spec = RunSpec.from_dict(d)
+    if spec.name != name:
+        raise SpecError(f"{folder}: spec.json names {name!r}, but its spec is named {spec.name!r} now")
+    return spec
+
+
 def set_status(folder: Path, state: str, **extra) -> None:
     write_json(Path(folder) / "status.json",
                {"status": state, "time": datetime.now(timezone.utc).isoformat(timespec="seconds"), **extra})

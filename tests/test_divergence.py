@@ -27,7 +27,7 @@ def test_divergence_of_a_quantized_tiny_model(tiny_model, tmp_path, monkeypatch)
     monkeypatch.setenv("QUANTLIB_CACHE", str(tmp_path / "cache"))
     spec = RunSpec(model=tiny_model, method="bnb-nf4", ppl_datasets=("wikitext2",), ppl_seqlen=256, ppl_limit=2)
     folder = tmp_path / "run"
-    records.write_json(folder / "spec.json", spec.to_dict())
+    records.write_json(folder / "spec.json", {"name": spec.name, **spec.to_dict()})  # as the notebook writes it
     assert divergence.run(folder) == "measured"
     d = records.read_json(folder / "divergence.json")["corpora"]["wikitext2"]
     assert d["positions"] == 2 * 255 and d["kl"] > 0 and 0 <= d["top1_flip"] <= 1
