@@ -52,16 +52,23 @@ def harness(task: str = "snli", limit: int = 64) -> None:
     model, _ = methods.load(spec)
     tok = models.load_tokenizer(spec.model)
     tokens = [0]
-    model.register_forward_pre_hook(lambda m, args, kw: tokens.__setitem__(0, tokens[0] + kw["input_ids"].numel())
-                                    if kw.get("input_ids") is not None else None, with_kwargs=True)
+    def count(module, args, kwargs):  # input ids come positionally from lm-eval, by keyword from generate
+        ids = kwargs.get("input_ids", args[0] if args else None)
+        if ids is not None:
+            tokens[0] += ids.numel()
+
+    model.register_forward_pre_hook(count, with_kwargs=True)
     with tempfile.TemporaryDirectory() as d:
         ours, t_ours = _timed(lambda: lmeval.evaluate(model, tok, task, limit, Path(d)))
     # the same task config through lm-eval's own `hf` model loader, same batch size and chat template
     plain, t_plain = _timed(lambda: simple_evaluate(
         model="hf", model_args=f"pretrained={models.resolve(spec.model)},dtype=float32",
         tasks=lmeval.task_configs(task), limit=limit, batch_size=8, apply_chat_template=True,
-        bootstrap_iters=0))
-    n_params = sum(p.numel() for n, p in model.named_parameters() if "embed" not in n)
+        bootstrap_iters=0, device=models.device()))
+    # matmul parameters per token: every linear layer plus the output projection (tied to the
+    # input embedding here, whose lookup is no matmul)
+    n_params = (sum(p.numel() for n, p in model.named_parameters() if "embed" not in n)
+                + model.get_output_embeddings().weight.numel())
     flops = 2 * n_params * tokens[0] / t_ours
     peak = matmul_peak()
     key = next(k for k in plain["results"][next(iter(plain["results"]))] if k.startswith("acc,"))
@@ -69,7 +76,7 @@ def harness(task: str = "snli", limit: int = 64) -> None:
           f"ratio (plain / project) {t_plain / t_ours:.2f} (target >= 1.0); "
           f"scores {ours['value']:.4f} vs {plain['results'][next(iter(plain['results']))][key]:.4f}")
     print(f"scoring: {tokens[0]} tokens through the model, {flops / 1e9:.1f} GFLOP/s achieved "
-          f"(2 x {n_params / 1e6:.0f}M non-embedding parameters per token) = {flops / peak:.0%} of the "
+          f"(2 x {n_params / 1e6:.0f}M matmul parameters per token) = {flops / peak:.0%} of the "
           f"{peak / 1e9:.1f} GFLOP/s fp32 matmul peak")
 
 
