@@ -63,8 +63,8 @@ def summary(path=paths.SUMMARY) -> pd.DataFrame:
 
 
 def done(df: pd.DataFrame) -> pd.DataFrame:
-    """Finished runs; where two runs share a variant (the SpQR ablation repeats the 2-bit default
-    with perplexity only), the one with the most measurements is kept."""
+    """Finished runs; where two runs share a variant (the same variant under another protocol, e.g.
+    a grid that scores fewer benchmarks), the one with the most measurements is kept."""
     d = df[df["status"] == "done"]
     keep = d.notna().sum(axis=1).sort_values(ascending=False, kind="stable").index
     return d.loc[keep].drop_duplicates(["model", "label"]).sort_index().copy()
