@@ -6,7 +6,6 @@ in data/runs keeps the notebook exactly as executed."""
 from __future__ import annotations
 
 import json
-import shutil
 from collections import Counter
 
 from . import paths, records
@@ -29,9 +28,11 @@ def collapse_streams(cell: dict) -> dict:
 
 
 def main() -> None:
+    """Writes only notebooks whose content changed (Sphinx re-reads a file whenever it is rewritten,
+    which made a warm `make book` re-read every run), and removes those of runs no longer recorded."""
     target = paths.BOOK / "runs"
-    shutil.rmtree(target, ignore_errors=True)
-    target.mkdir(parents=True)
+    target.mkdir(parents=True, exist_ok=True)
+    wanted = set()
     for nb_path in sorted(paths.RUNS.glob("*/run.ipynb")):
         folder = nb_path.parent
         nb = json.loads(nb_path.read_text())
@@ -40,7 +41,12 @@ def main() -> None:
                           "source": f"# {folder.name}\n\nStatus: **{state}**. The executed notebook of this run, "
                                     f"as recorded in `data/runs/{folder.name}/run.ipynb`."}
         nb["cells"] = [collapse_streams(c) for c in nb["cells"]]
-        (target / f"{folder.name}.ipynb").write_text(json.dumps(nb, indent=1))
+        out, text = target / f"{folder.name}.ipynb", json.dumps(nb, indent=1)
+        wanted.add(out.name)
+        if not out.exists() or out.read_text() != text:
+            out.write_text(text)
+    for stale in set(p.name for p in target.glob("*.ipynb")) - wanted:
+        (target / stale).unlink()
 
 
 if __name__ == "__main__":

@@ -58,3 +58,30 @@ def test_pdf_tables_are_list_tables_with_literal_text():
     assert "* - fp32" in lines and "  - 12\\.35" in lines  # formatted by the Styler, index hidden
     assert "  - Q\\: \\{\\{q\\}\\} A\\:" in lines  # newline folded, punctuation escaped
     assert "  - \\$18 \\<\\|im\\_start\\|\\>" in lines  # no math, no HTML
+
+
+def test_appendix_copies_are_rewritten_only_when_changed(tmp_path, monkeypatch):
+    import json
+    import os
+
+    from quantlib import book_runs, records
+
+    runs, book = tmp_path / "runs", tmp_path / "book"
+    monkeypatch.setattr(paths, "RUNS", runs)
+    monkeypatch.setattr(paths, "BOOK", book)
+    nb = {"cells": [{"cell_type": "markdown", "metadata": {}, "source": "x"}], "metadata": {}, "nbformat": 4,
+          "nbformat_minor": 5}
+    for name in ("a", "b"):
+        (runs / name).mkdir(parents=True)
+        (runs / name / "run.ipynb").write_text(json.dumps(nb))
+        records.set_status(runs / name, "done")
+    book_runs.main()
+    copy = book / "runs" / "a.ipynb"
+    os.utime(copy, (0, 0))
+    (book / "runs" / "gone.ipynb").write_text("{}")
+    book_runs.main()
+    assert copy.stat().st_mtime == 0  # unchanged content: not rewritten, so Sphinx does not re-read it
+    assert sorted(p.name for p in (book / "runs").iterdir()) == ["a.ipynb", "b.ipynb"]
+    records.set_status(runs / "a", "failed")
+    book_runs.main()
+    assert copy.stat().st_mtime > 0 and "failed" in copy.read_text()
