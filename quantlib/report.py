@@ -17,38 +17,6 @@ METRIC_NAMES = {"acc": "acc", "exact_match": "exact match", "bleu": "BLEU", "rou
                 "accuracy_amb": "acc, ambiguous", "accuracy_disamb": "acc, disambiguated",
                 "hsr": "HSR", "ssr": "SSR", "csl": "CSL"} | {f"hsr_level{k}": f"HSR level {k}" for k in range(1, 6)}
 MIB = 2 ** 20
-
-
-def _styler_markdown(styler) -> str:
-    """A styled table (formatted values, hidden index honoured) as a MyST list-table, whose column
-    widths let LaTeX wrap long cells; every ASCII punctuation mark is escaped, so cell text
-    stays literal (no math from "$", no HTML from "<|im_start|>")."""
-    import copy
-    import re
-    import string
-
-    s = copy.copy(styler)
-    s.data = styler.data.map(lambda v: v.replace("\n", " ") if isinstance(v, str) else v)
-    rows = [line.split("\t") for line in s.to_string(delimiter="\t").splitlines()]
-    esc = re.compile("([" + re.escape(string.punctuation) + "])")
-    widths = [min(max(len(r[i]) for r in rows), 50) + 8 for i in range(len(rows[0]))]
-    body = "\n".join("* " + "\n".join(("- " if i == 0 else "  - ") + (esc.sub(r"\\\1", c) or " ")
-                                        for i, c in enumerate(r)) for r in rows)
-    return f"```{{list-table}}\n:header-rows: 1\n:widths: {' '.join(map(str, widths))}\n\n{body}\n```"
-
-
-def _tables_as_markdown() -> None:
-    """`make pdf`: the LaTeX builder drops HTML outputs, so tables are also given as Markdown,
-    which myst-nb parses into real tables."""
-    from IPython import get_ipython
-    from pandas.io.formats.style import Styler
-
-    if get_ipython() is not None:
-        get_ipython().display_formatter.formatters["text/markdown"].for_type(Styler, _styler_markdown)
-
-
-if os.environ.get("QUANTLIB_BOOK_FORMAT") == "latex":
-    _tables_as_markdown()
 LINES = ("gptq", "spqr")  # methods drawn as a line over bits; the others as points
 MARKERS = {"bnb-int8": "s", "bnb-nf4": "^", "bnb-fp4": "v"}
 
@@ -221,14 +189,18 @@ def glue_value(name: str, value) -> None:
     glue(name, float("nan") if value is None else value, display=False)  # a missing number prints "nan"
 
 
+def mean_ppl(df: pd.DataFrame) -> pd.Series:
+    """Each run's perplexity averaged over the corpora it was measured on."""
+    return df[[f"ppl_{k}" for k in PPL if f"ppl_{k}" in df]].mean(axis=1)
+
+
 def ppl_correlations(df: pd.DataFrame) -> pd.DataFrame:
     """The paper's Table 3: across quantized runs, Pearson (on log10 of the mean perplexity over the
     corpora) and Spearman correlation of perplexity with each benchmark's headline score."""
     from . import stats
 
     q = df[df["method"] != "fp"]
-    cols = [f"ppl_{k}" for k in PPL if f"ppl_{k}" in q]
-    log_ppl = np.log10(q[cols].mean(axis=1))
+    log_ppl = np.log10(mean_ppl(q))
     rows = []
     for n in benchmarks.names():
         if n in q and q[n].notna().sum() >= 4:
@@ -251,8 +223,7 @@ def drop_predictors(df: pd.DataFrame) -> pd.DataFrame:
     so a benchmark's own flips do not predict its own drop)."""
     from . import stats
 
-    cols = [f"ppl_{k}" for k in PPL if f"ppl_{k}" in df]
-    d = df.assign(_ppl=df[cols].mean(axis=1))
+    d = df.assign(_ppl=mean_ppl(df))
     q = d[d["method"] != "fp"].copy()
     base = {m: baseline(d, m) for m in q["model"].unique()}
     q["log_ppl_ratio"] = np.log([r["_ppl"] / base[r["model"]]["_ppl"] for _, r in q.iterrows()])
@@ -275,13 +246,12 @@ def drop_predictors(df: pd.DataFrame) -> pd.DataFrame:
 def scatter_vs_ppl(df: pd.DataFrame, ncols: int = 4):
     """Each benchmark's headline score against the mean perplexity, one point per quantized run."""
     q = df[df["method"] != "fp"]
-    cols = [f"ppl_{k}" for k in PPL if f"ppl_{k}" in q]
     names = [n for n in benchmarks.names() if n in q and q[n].notna().sum() >= 4]
     nrows = -(-len(names) // ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(3.3 * ncols, 2.8 * nrows), squeeze=False)
     for ax, n in zip(axes.flat, names):
         for m, g in q.groupby("method", observed=True):
-            ax.plot(g[cols].mean(axis=1), g[n], MARKERS.get(m, "o"), label=m)
+            ax.plot(mean_ppl(g), g[n], MARKERS.get(m, "o"), label=m)
         ax.set(xscale="log", title=title(n))
         ax.title.set_fontsize(9)
     for ax in list(axes.flat)[len(names):]:
@@ -337,3 +307,35 @@ def prompts(run: str) -> pd.DataFrame:
                      "answer": "generated, greedy, at most {} new tokens".format(gen.get("max_gen_toks"))
                      if gen else "log-likelihood of each choice"})
     return pd.DataFrame(rows)
+
+
+def _styler_markdown(styler) -> str:
+    """A styled table (formatted values, hidden index honoured) as a MyST list-table, whose column
+    widths let LaTeX wrap long cells; every ASCII punctuation mark is escaped, so cell text
+    stays literal (no math from "$", no HTML from "<|im_start|>")."""
+    import copy
+    import re
+    import string
+
+    s = copy.copy(styler)
+    s.data = styler.data.map(lambda v: v.replace("\n", " ") if isinstance(v, str) else v)
+    rows = [line.split("\t") for line in s.to_string(delimiter="\t").splitlines()]
+    esc = re.compile("([" + re.escape(string.punctuation) + "])")
+    widths = [min(max(len(r[i]) for r in rows), 50) + 8 for i in range(len(rows[0]))]
+    body = "\n".join("* " + "\n".join(("- " if i == 0 else "  - ") + (esc.sub(r"\\\1", c) or " ")
+                                        for i, c in enumerate(r)) for r in rows)
+    return f"```{{list-table}}\n:header-rows: 1\n:widths: {' '.join(map(str, widths))}\n\n{body}\n```"
+
+
+def _tables_as_markdown() -> None:
+    """`make pdf`: the LaTeX builder drops HTML outputs, so tables are also given as Markdown,
+    which myst-nb parses into real tables."""
+    from IPython import get_ipython
+    from pandas.io.formats.style import Styler
+
+    if get_ipython() is not None:
+        get_ipython().display_formatter.formatters["text/markdown"].for_type(Styler, _styler_markdown)
+
+
+if os.environ.get("QUANTLIB_BOOK_FORMAT") == "latex":
+    _tables_as_markdown()
