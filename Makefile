@@ -1,16 +1,21 @@
-# make report : venv (if missing) -> default grid -> divergence -> summary -> book/_build/html/index.html
+# make report : venv (if missing) -> default grid -> efficiency -> divergence -> summary -> book/_build/html/index.html
 # make test   : the test suite (what CI runs)
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 GRID ?= data/grids/default.yaml data/grids/spqr-ablation.yaml
+# CPUs per run: 1 runs two at once on 2 cores (two 1-thread processes do 1.2x the batched-forward and
+# 1.6-1.8x the decoding work of one 2-thread process here: benchmarks/perf.py threads); their speed is
+# then measured afterwards, alone (make efficiency). Empty = every CPU, one run at a time. GPU runs
+# take one GPU each either way.
+CPUS_PER_RUN ?= 1
 # offline benchmark copies; unset or empty = load from the hub
 QUANTLIB_DATA_DIR ?= $(if $(wildcard ../shared/benchmarks),$(abspath ../shared/benchmarks),)
 export QUANTLIB_DATA_DIR
 # GPU machines: make TORCH_SPEC="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128" venv
 TORCH_SPEC ?=
 
-.PHONY: venv runs divergence summary book pdf latex check-html browser report test clean-book
+.PHONY: venv runs efficiency divergence summary book pdf latex check-html browser report test clean-book
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: requirements.txt requirements-data.txt pyproject.toml
@@ -26,7 +31,12 @@ $(VENV)/.installed: requirements.txt requirements-data.txt pyproject.toml
 # slow stage: quantize and score every cell of the grid as Ray tasks (finished runs are skipped;
 # RAY_ADDRESS=host:port uses an existing cluster)
 runs: venv
-	$(PY) -m quantlib.grid $(GRID)
+	$(PY) -m quantlib.grid $(GRID) --no-summary $(if $(CPUS_PER_RUN),--cpus-per-run $(CPUS_PER_RUN),)
+
+# slow stage: memory and decode speed of every run that shared the CPUs with another, one at a time
+# with the whole machine (writes efficiency.json; measured runs are skipped)
+efficiency: venv
+	$(PY) -m quantlib.efficiency
 
 # slow stage: next-token KL and top-1 flips of every quantized run against its baseline, on the
 # perplexity windows (writes divergence.json into each run folder; measured runs are skipped)
@@ -76,7 +86,7 @@ browser:
 # runs first; the book is built even if a run failed, then make fails; the browser check runs
 # when Chromium is installed (`make browser`)
 report: venv
-	status=0; $(MAKE) runs || status=$$?; $(MAKE) divergence || status=$$?; $(MAKE) book || exit $$?; \
+	status=0; $(MAKE) runs || status=$$?; $(MAKE) efficiency || status=$$?; $(MAKE) divergence || status=$$?; $(MAKE) book || exit $$?; \
 	if command -v chromedriver >/dev/null || [ -n "$$CHROMEDRIVER" ]; then $(MAKE) check-html || exit $$?; \
 	else echo "check-html skipped: run 'make browser' to install Chromium"; fi; exit $$status
 

@@ -4,6 +4,7 @@
     python benchmarks/perf.py harness     # the project's scoring path vs a plain lm-eval run, and
                                           # achieved FLOP/s while scoring vs the matmul peak
     python benchmarks/perf.py ray         # grid wall time with 2 Ray workers vs 1 (tiny model)
+    python benchmarks/perf.py threads     # 2 processes x 1 thread vs 1 process x 2 threads (matmuls)
     python benchmarks/perf.py report      # `make report` wall time, warm (every run recorded)
     python benchmarks/perf.py costs [--into DIR]   # where the runs' time went (from the records)
     python benchmarks/perf.py report --cold [--into DIR]   # ... cold: a fresh clone, no records,
@@ -84,7 +85,7 @@ def ray_speedup(cells: int = 4) -> None:
     """A grid of tiny-model runs (a random 2-layer Llama), with 1 worker and with 2."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from quantlib import grid, models
+    from quantlib import efficiency, grid, models
 
     with tempfile.TemporaryDirectory() as d:
         d = Path(d)
@@ -99,11 +100,40 @@ def ray_speedup(cells: int = 4) -> None:
             "efficiency: {prompt_tokens: 64, new_tokens: 64, repeats: 1}\n")
         times = {}
         for workers, cpus in ((1, 2), (2, 1)):
-            args = [str(d / "grid.yaml"), "--runs", str(d / f"runs{workers}"), "--summary", str(d / "s.csv"),
-                    "--cpus-per-run", str(cpus)]
-            _, times[workers] = _timed(lambda: grid.main(args))
-        print(f"ray: {cells} tiny runs, 1 worker x 2 CPUs {times[1]:.0f} s, 2 workers x 1 CPU {times[2]:.0f} s, "
-              f"speed-up {times[1] / times[2]:.2f}")
+            runs = d / f"runs{workers}"
+            args = [str(d / "grid.yaml"), "--runs", str(runs), "--summary", str(d / "s.csv"), "--cpus-per-run", str(cpus)]
+            # 2 workers share the CPUs, so their speed is measured afterwards: that stage is timed too
+            _, times[workers] = _timed(lambda: (grid.main(args), efficiency.main([str(f) for f in runs.iterdir()])))
+        print(f"ray: {cells} tiny runs, 1 worker x 2 CPUs {times[1]:.0f} s, 2 workers x 1 CPU {times[2]:.0f} s "
+              f"(with the serial speed stage), speed-up {times[1] / times[2]:.2f}")
+
+
+def threads_vs_processes() -> None:
+    """Why the Makefile runs 2 runs x 1 thread on 2 cores: the model's own matmul shapes (SmolLM2-135M,
+    fp32), a decode step (4 sequences) and a batched forward (1280 tokens), in one 2-thread process
+    and in two 1-thread processes at once."""
+    code = r"""
+import sys, time, torch
+torch.set_num_threads(int(sys.argv[1]))
+W = [torch.randn(1536, 576) for _ in range(60)] + [torch.randn(49152, 576)]
+def run(rows, ws):
+    for w in ws:
+        torch.nn.functional.linear(torch.randn(rows, w.shape[1]), w)
+run(4, W)
+t = time.perf_counter(); [run(4, W) for _ in range(20)]; step = (time.perf_counter() - t) / 20
+t = time.perf_counter(); [run(1280, W[:60]) for _ in range(3)]; fwd = (time.perf_counter() - t) / 3
+print(step, 2 * 1280 * 576 * 1536 * 60 / fwd / 1e9)
+"""
+    def procs(n, threads):
+        ps = [subprocess.Popen([sys.executable, "-c", code, str(threads)], stdout=subprocess.PIPE, text=True)
+              for _ in range(n)]
+        return [tuple(map(float, p.communicate()[0].split())) for p in ps]
+    (one,) = procs(1, 2)
+    two = procs(2, 1)
+    print(f"threads: 1 process x 2 threads: decode step {one[0] * 1e3:.0f} ms, batched {one[1]:.0f} GFLOP/s; "
+          f"2 processes x 1 thread: decode step {max(t[0] for t in two) * 1e3:.0f} ms each, batched "
+          f"{sum(t[1] for t in two):.0f} GFLOP/s together; throughput ratio decode "
+          f"{2 * one[0] / max(t[0] for t in two):.2f}, batched {sum(t[1] for t in two) / one[1]:.2f}")
 
 
 def costs(runs: Path = ROOT / "data" / "runs") -> None:
@@ -140,13 +170,22 @@ def report(cold: bool, into: str | None = None) -> None:
         subprocess.run(["git", "rm", "-rq", "data/runs"], cwd=d, check=True)
         # QUANTLIB_DATA_DIR: as set for this script; pip's download cache is the machine's
         env = {**os.environ, "QUANTLIB_CACHE": f"{d}/.cache", "HF_DATASETS_CACHE": f"{d}/.cache/hf-datasets"}
-        _, t = _timed(lambda: subprocess.run(["make", "report"], cwd=d, check=True, env=env))
-        print(f"report: cold `make report` (fresh clone, no records, no caches) {t / 60:.1f} min (target <= 60 min)")
+        # `make report`'s stages one by one (the same commands in the same order), each timed
+        stages = ["venv", "runs", "efficiency", "divergence", "book"]
+        if subprocess.run(["sh", "-c", "command -v chromedriver"], capture_output=True).returncode == 0:
+            stages.append("check-html")
+        times = {}
+        for stage in stages:
+            _, times[stage] = _timed(lambda: subprocess.run(["make", stage], cwd=d, check=True, env=env))
+            print(f"report: cold stage {stage} {times[stage] / 60:.1f} min", flush=True)
+        t = sum(times.values())
+        print(f"report: cold `make report` (fresh clone, no records, no caches) {t / 60:.1f} min (target <= 60 min): "
+              + ", ".join(f"{k} {v / 60:.1f}" for k, v in times.items()))
 
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("what", choices=("peak", "harness", "ray", "report", "costs"))
+    ap.add_argument("what", choices=("peak", "harness", "ray", "threads", "report", "costs"))
     ap.add_argument("--cold", action="store_true")
     ap.add_argument("--into", help="report --cold: clone into this new folder and keep it")
     a = ap.parse_args()
@@ -158,5 +197,7 @@ if __name__ == "__main__":
         costs(Path(a.into) / "data" / "runs" if a.into else ROOT / "data" / "runs")
     elif a.what == "ray":
         ray_speedup()
+    elif a.what == "threads":
+        threads_vs_processes()
     else:
         report(a.cold, a.into)

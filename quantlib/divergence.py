@@ -15,7 +15,6 @@ folder and skips runs that already have one with the same key.
 """
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import sys
@@ -120,18 +119,7 @@ def run(folder: Path) -> str:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("runs", nargs="*", type=Path)
-    a = ap.parse_args(argv)
-    folders = a.runs or [f for f in sorted(paths.RUNS.iterdir()) if records.complete(f)]
-    failed = 0
-    for f in folders:
-        try:
-            print(f"[{run(f)}] {f.name}", flush=True)
-        except Exception as e:  # one bad run does not lose the others
-            failed += 1
-            print(f"[failed] {f.name}: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
-    return 1 if failed else 0
+    return records.stage_main(run, __doc__, argv)
 
 
 if __name__ == "__main__":

@@ -1,15 +1,24 @@
 """Memory and speed with the paper's protocol: batch 1, a fixed prompt, exactly N greedy new tokens,
-median over repeats after one warm-up. Decode time = generate time - prefill time."""
+median over repeats after one warm-up. Decode time = generate time - prefill time.
+
+Written to the run's `efficiency.json`, by the run itself when it has the machine to itself, or
+afterwards by this stage when the grid ran several runs at once on shared CPUs (decoding is
+memory-bound; a neighbour would slow it):
+
+    python -m quantlib.efficiency [data/runs/<run> ...]   # default: every finished run without one
+"""
 from __future__ import annotations
 
+import os
 import statistics
+import sys
 import threading
 import time
 
 import psutil
 import torch
 
-from . import paths
+from . import paths, records
 
 SPEED_FILE = "speed/pg19_10146_excerpt.txt"
 
@@ -85,3 +94,47 @@ def measure(model, tokenizer, prompt_tokens: int = 256, new_tokens: int = 512, r
         "peak_memory_bytes": torch.cuda.max_memory_allocated() if cuda else rss.peak,
         "peak_memory_kind": "cuda max allocated" if cuda else "process peak RSS during timing",
     }
+
+
+def measure_into(folder, model, tokenizer, spec) -> None:
+    result = measure(model, tokenizer, spec.speed_prompt_tokens, spec.speed_new_tokens, spec.speed_repeats)
+    records.write_json(folder / "efficiency.json", result | {
+        "threads": torch.get_num_threads(), "cpus": os.cpu_count(),
+        "environment": {"git_sha": records.git_sha()}})
+
+
+def run(folder) -> str:
+    """The stage's step for one run: measure it unless its record already has efficiency.json."""
+    from . import methods, models
+
+    if (folder / "efficiency.json").exists():
+        return "done before"
+    spec = records.read_spec(folder)
+    model, _ = methods.load(spec)
+    measure_into(folder, model, models.load_tokenizer(spec.model), spec)
+    return "measured"
+
+
+def run_fresh(folder) -> str:
+    """run() in a new process: peak RSS must not carry over what earlier runs' models allocated."""
+    import subprocess
+
+    if (folder / "efficiency.json").exists():
+        return "done before"
+    proc = subprocess.run([sys.executable, "-m", "quantlib.efficiency", "--here", str(folder)],
+                          capture_output=True, text=True)
+    if proc.returncode:
+        raise RuntimeError(proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"exit {proc.returncode}")
+    return "measured"
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "--here" in argv:  # one run, in this process (what run_fresh starts)
+        argv.remove("--here")
+        return records.stage_main(run, __doc__, argv)
+    return records.stage_main(run_fresh, __doc__, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

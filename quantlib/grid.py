@@ -6,7 +6,8 @@ Runs are Ray tasks: on an embedded local Ray instance by default, on an existing
 --address (or RAY_ADDRESS). Each task declares what it needs (--gpus-per-run, --cpus-per-run; by
 default one GPU where there is one, else all CPUs), so Ray runs as many at once as fit: 8 on an
 8-GPU machine, one at a time on a CPU box. A task lost with its worker is retried. --engine local
-runs them one after another in this process, without Ray.
+runs them one after another in this process, without Ray. Runs that share the CPUs leave memory
+and speed to `python -m quantlib.efficiency`, which measures them one at a time afterwards.
 
 A finished run (status 'done' and a whole record) is skipped; a run cut short or with a truncated
 record is redone. A failing run is recorded as 'failed' with its partial
@@ -27,7 +28,8 @@ from . import notebook, paths, records, summary
 from .spec import RunSpec, SpecError, load_grid
 
 
-def run_one(spec, runs: Path, template: Path = paths.RUN_TEMPLATE, kernel: str = "python3") -> str:
+def run_one(spec, runs: Path, template: Path = paths.RUN_TEMPLATE, kernel: str = "python3",
+            measure_speed: bool = True) -> str:
     import papermill as pm
 
     folder = records.run_dir(spec.name, runs)
@@ -37,13 +39,14 @@ def run_one(spec, runs: Path, template: Path = paths.RUN_TEMPLATE, kernel: str =
     if records.status(folder) == "done":
         print(f"[redo] {spec.name}: its record is incomplete", flush=True)
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "metrics.json").unlink(missing_ok=True)  # never mix a stale result into a new attempt
+    for stale in ("metrics.json", "efficiency.json"):  # never mix a stale result into a new attempt
+        (folder / stale).unlink(missing_ok=True)
     records.set_status(folder, "running", pid=os.getpid(), host=platform.node())
     tmp = folder / f".run.{os.getpid()}.ipynb"
     t0 = time.perf_counter()
     print(f"[run ] {spec.name}", flush=True)
     try:
-        pm.execute_notebook(str(template), str(tmp), parameters=notebook.from_spec(spec, str(folder)),
+        pm.execute_notebook(str(template), str(tmp), parameters=notebook.from_spec(spec, str(folder), measure_speed),
                             kernel_name=kernel, cwd=str(paths.ROOT), progress_bar=False)
         if not (folder / "metrics.json").exists():
             raise RuntimeError("notebook finished without writing metrics.json")
@@ -62,15 +65,16 @@ def run_one(spec, runs: Path, template: Path = paths.RUN_TEMPLATE, kernel: str =
     return "done"
 
 
-def _task(spec: dict, runs: str, threads: int) -> str:
+def _task(spec: dict, runs: str, threads: int, measure_speed: bool) -> str:
     """One run inside a Ray worker: the kernel papermill starts uses the CPUs the task declared."""
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[var] = str(threads)
-    return run_one(RunSpec.from_dict(spec), Path(runs))
+    return run_one(RunSpec.from_dict(spec), Path(runs), measure_speed=measure_speed)
 
 
 def resources(cpus: float | None, gpus: float | None) -> tuple[float, float]:
-    """Per-run resources: one GPU (and a CPU) where CUDA is present, otherwise every CPU."""
+    """Per-run resources: one GPU (and a CPU) where CUDA is present, otherwise every CPU (the
+    Makefile asks for 1 CPU per run on CPU machines: two 1-thread runs beat one 2-thread run)."""
     import torch
 
     if gpus is None:
@@ -103,6 +107,9 @@ def run_on_ray(specs, runs: Path, address: str | None = None, cpus: float | None
     if not ray.is_initialized():
         ray.init(address=address, include_dashboard=False, log_to_driver=True, configure_logging=False)
     remote = ray.remote(num_cpus=cpus, num_gpus=gpus, max_retries=retries)(_task)
+    # speed is measured inside a run only when the run has its hardware to itself: its own GPU, or
+    # every CPU of the machine; otherwise afterwards, run by run (python -m quantlib.efficiency)
+    alone = gpus >= 1 or cpus >= (os.cpu_count() or 1)
     pending, outcome = {}, {}
     for s in specs:
         if s.name not in outcome and s.name not in pending.values():
@@ -110,7 +117,7 @@ def run_on_ray(specs, runs: Path, address: str | None = None, cpus: float | None
                 print(f"[skip] {s.name}: finished earlier", flush=True)
                 outcome[s.name] = "skipped"
             else:
-                pending[remote.remote(s.to_dict(), str(runs), max(1, int(cpus)))] = s.name
+                pending[remote.remote(s.to_dict(), str(runs), max(1, int(cpus)), alone)] = s.name
     try:
         while pending:
             done, _ = ray.wait(list(pending), num_returns=1)
@@ -131,6 +138,8 @@ def main(argv=None) -> int:
     ap.add_argument("grids", type=Path, nargs="+", help="grid YAML file(s): models x methods x bits x benchmarks")
     ap.add_argument("--runs", type=Path, default=paths.RUNS, help="folder of run records")
     ap.add_argument("--summary", type=Path, default=paths.SUMMARY, help="summary table to (re)write")
+    ap.add_argument("--no-summary", action="store_true",
+                    help="leave the table to a later stage (make report: after efficiency and divergence)")
     ap.add_argument("--engine", choices=("ray", "local"), default="ray", help="Ray tasks (default) or in-process")
     ap.add_argument("--address", default=os.environ.get("RAY_ADDRESS"), help="an existing Ray cluster")
     ap.add_argument("--cpus-per-run", type=float, default=None)
@@ -155,8 +164,13 @@ def main(argv=None) -> int:
         outcome = {}
         for s in specs:  # a spec listed by two grids runs once
             outcome[s.name] = outcome.get(s.name) or run_one(s, args.runs)
-    if any(o != "skipped" for o in outcome.values()) or not args.summary.exists():
+    if not args.no_summary and (any(o != "skipped" for o in outcome.values()) or not args.summary.exists()):
         summary.write(args.runs, args.summary)  # ~1.5 min of bootstrap: only when a record changed
+    deferred = [n for n, o in outcome.items() if o == "done"
+                and not (records.run_dir(n, args.runs) / "efficiency.json").exists()]
+    if deferred:
+        print(f"{len(deferred)} runs shared the CPUs: measure their speed alone with `python -m quantlib.efficiency`"
+              " (make efficiency)")
     failed = [n for n, o in outcome.items() if o == "failed"]
     print(f"{len(outcome)} runs: " + ", ".join(f"{sum(o == k for o in outcome.values())} {k}"
                                             for k in ("done", "skipped", "failed")))

@@ -13,6 +13,9 @@ PARAMETERS = {
     "calib_seed": 0, "ppl_datasets": ["wikitext2"], "ppl_seqlen": 2048, "ppl_limit": 1,
     **{k: 0 for k in BENCH_LIMITS.values()}, "speed_prompt_tokens": 256, "speed_new_tokens": 16,
     "speed_repeats": 1, "outlier_threshold": None, "run_dir": "",
+    # not part of the spec: False when other runs share the machine, so that speed is measured
+    # afterwards, alone (python -m quantlib.efficiency)
+    "measure_speed": True,
 }
 
 
@@ -33,13 +36,14 @@ def to_spec(p: dict) -> RunSpec:
         outlier_threshold=p["outlier_threshold"]))
 
 
-def from_spec(spec: RunSpec, run_dir: str) -> dict:
+def from_spec(spec: RunSpec, run_dir: str, measure_speed: bool = True) -> dict:
     p = dict(model=spec.model, method=spec.method, bits=spec.bits, group_size=spec.group_size,
              calib_file=spec.calibration.file, calib_samples=spec.calibration.n_samples,
              calib_max_tokens=spec.calibration.max_tokens, calib_seed=spec.calibration.seed,
              ppl_datasets=list(spec.ppl_datasets), ppl_seqlen=spec.ppl_seqlen, ppl_limit=spec.ppl_limit,
              speed_prompt_tokens=spec.speed_prompt_tokens, speed_new_tokens=spec.speed_new_tokens,
-             speed_repeats=spec.speed_repeats, outlier_threshold=spec.outlier_threshold, run_dir=run_dir)
+             speed_repeats=spec.speed_repeats, outlier_threshold=spec.outlier_threshold, run_dir=run_dir,
+             measure_speed=measure_speed)
     for b, k in BENCH_LIMITS.items():
         p[k] = spec.benchmarks[b].get("limit") if b in spec.benchmarks else 0
     assert set(p) == set(PARAMETERS)

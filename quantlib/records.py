@@ -74,6 +74,26 @@ def read_spec(folder: Path):
     return spec
 
 
+def stage_main(measure, doc: str, argv=None) -> int:
+    """A per-run stage after the grid (divergence, deferred efficiency): `measure(folder)` on every
+    finished run, or on the folders given; one failing run is reported and does not stop the others."""
+    import argparse
+    import sys
+
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("runs", nargs="*", type=Path)
+    a = ap.parse_args(argv)
+    folders = a.runs or [f for f in sorted(paths.RUNS.iterdir()) if complete(f)]
+    failed = 0
+    for f in folders:
+        try:
+            print(f"[{measure(f)}] {f.name}", flush=True)
+        except Exception as e:
+            failed += 1
+            print(f"[failed] {f.name}: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
+    return 1 if failed else 0
+
+
 def set_status(folder: Path, state: str, **extra) -> None:
     write_json(Path(folder) / "status.json",
                {"status": state, "time": datetime.now(timezone.utc).isoformat(timespec="seconds"), **extra})

@@ -37,15 +37,22 @@ def row(folder: Path) -> dict:
         for name, p in m["perplexity"].items():
             r[f"ppl_{name}"] = p["ppl"]
             r[f"ppl_{name}_windows"] = p["windows"]
-        e = m["efficiency"]
-        r.update(prefill_tok_s=e["prefill_tokens_per_s"], decode_tok_s=e["decode_tokens_per_s"],
-                 peak_memory_bytes=e["peak_memory_bytes"], peak_memory_kind=e["peak_memory_kind"],
-                 speed_new_tokens=e["new_tokens"], speed_prompt_tokens=e["prompt_tokens"])
+        r.update(efficiency_columns(folder / "efficiency.json"))
         r["mmlu_top_choice_share"] = top_choice_share(folder / "samples" / "mmlu.jsonl")
         r.update(divergence_columns(folder / "divergence.json"))
         for name, b in m["benchmarks"].items():
             r.update(bench_columns(name, b))
     return r
+
+
+def efficiency_columns(file: Path) -> dict:
+    """Speed and peak memory (quantlib.efficiency; absent until measured: none)."""
+    if not file.exists():
+        return {}
+    e = records.read_json(file)
+    return dict(prefill_tok_s=e["prefill_tokens_per_s"], decode_tok_s=e["decode_tokens_per_s"],
+                peak_memory_bytes=e["peak_memory_bytes"], peak_memory_kind=e["peak_memory_kind"],
+                speed_new_tokens=e["new_tokens"], speed_prompt_tokens=e["prompt_tokens"])
 
 
 def divergence_columns(file: Path) -> dict:

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from quantlib import grid, paths, records
+from quantlib import efficiency, grid, paths, records
 
 pytest.importorskip("ray")
 
@@ -27,6 +27,14 @@ def test_local_ray_instance_runs_a_small_grid(tiny_model, tmp_path):
     assert rc == 0
     folders = sorted((tmp_path / "runs").iterdir())
     assert len(folders) == 2 and all(records.complete(f) for f in folders)
+    # two runs shared the CPUs, so neither measured its speed; the stage does, one at a time
+    if (os.cpu_count() or 1) > 1:
+        assert not any((f / "efficiency.json").exists() for f in folders)
+    assert efficiency.main([str(f) for f in folders]) == 0
+    for f in folders:
+        e = records.read_json(f / "efficiency.json")
+        assert e["new_tokens"] == 4 and e["decode_tokens_per_s"] > 0 and e["peak_memory_bytes"] > 0
+    assert efficiency.main([str(f) for f in folders]) == 0  # measured runs are skipped
 
 
 def test_worker_killed_mid_run_is_retried(tiny_model, tmp_path):
@@ -34,8 +42,9 @@ def test_worker_killed_mid_run_is_retried(tiny_model, tmp_path):
     (tmp_path / "grid.yaml").write_text(LIGHT.format(model=tiny_model, new_tokens=400).replace(
         "methods: [fp, {method: gptq, bits: [4]}]", "methods: [fp]"))
     runs = tmp_path / "runs"
+    # every CPU for the run, so that it has the machine to itself and measures its (long) speed test
     proc = subprocess.Popen([sys.executable, "-m", "quantlib.grid", str(tmp_path / "grid.yaml"), "--runs", str(runs),
-                             "--summary", str(tmp_path / "summary.csv"), "--cpus-per-run", "1"],
+                             "--summary", str(tmp_path / "summary.csv"), "--cpus-per-run", str(os.cpu_count() or 1)],
                             cwd=paths.ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     killed = None
     deadline = time.time() + 240
