@@ -16,7 +16,7 @@ from typing import Callable
 
 import torch
 
-from . import models, paths
+from . import models, paths, records
 
 
 @dataclass(frozen=True)
@@ -141,10 +141,7 @@ def load_calibrated(spec):
         save_file(state, os.path.join(tmp, "model.safetensors"))
         qinfo["weights_sha256"] = _sha256(os.path.join(tmp, "model.safetensors"))
         json.dump(qinfo, open(os.path.join(tmp, "quant_info.json"), "w"), indent=1)
-        if os.path.exists(cache):  # another process finished first
-            shutil.rmtree(tmp)
-        else:
-            os.replace(tmp, cache)
+        records.publish_dir(tmp, cache)
         qinfo["from_cache"] = False
     dense = _footprint(model)
     weight_bytes = dense - qinfo["quantized_linear_dense_bytes"] + qinfo["quantized_linear_packed_bytes"]

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from . import paths
+from . import paths, records
 
 
 @dataclass(frozen=True)
@@ -77,7 +77,7 @@ def _convert_embedded(name: str) -> Path:
     tmp = target.with_name(target.name + f".tmp{os.getpid()}")
     model.save_pretrained(tmp)
     tok.save_pretrained(tmp)
-    tmp.rename(target)  # atomic: a half-written checkpoint is never picked up
+    records.publish_dir(tmp, target)  # atomic: a half-written checkpoint is never picked up
     return target
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shutil
 import subprocess
 import tempfile
 from datetime import datetime, timezone
@@ -26,6 +27,17 @@ def atomic_write_text(path: Path, text: str) -> None:
     with os.fdopen(fd, "w") as f:
         f.write(text)
     os.replace(tmp, path)
+
+
+def publish_dir(tmp: Path, target: Path) -> None:
+    """Move a finished folder into place in one step. When another process published the same target
+    first (two runs converting or quantizing the same weights at once), keep theirs and drop ours."""
+    try:
+        os.rename(tmp, target)
+    except OSError:
+        if not Path(target).is_dir():
+            raise
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def write_json(path: Path, obj) -> None:

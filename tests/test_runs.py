@@ -69,6 +69,10 @@ def test_rerun_skips_finished_runs(grid_run, capsys):
                       "--summary", str(d / "s.csv"), "--engine", "local"]) == 0
     assert capsys.readouterr().out.count("[skip]") == 2
     assert before == {f.name: (f / "metrics.json").stat().st_mtime_ns for f in (d / "runs").iterdir()}
+    # make report leaves the table to its summary stage: no table written, not even a missing one
+    assert grid.main([str(d / "grid.yaml"), "--runs", str(d / "runs"), "--summary", str(d / "none.csv"),
+                      "--engine", "local", "--no-summary"]) == 0
+    assert not (d / "none.csv").exists()
 
 
 def test_truncated_record_is_redone(grid_run, capsys):
@@ -112,3 +116,15 @@ def test_cli_rejects_bad_grid_without_touching_records(tmp_path):
                           "--runs", str(tmp_path / "runs")], capture_output=True, text=True)
     assert out.returncode == 2 and "cannot run at 3 bits" in out.stderr
     assert not (tmp_path / "runs").exists()
+
+
+def test_two_processes_publishing_the_same_cache_folder(tmp_path):
+    """Two runs converting (or quantizing) the same weights at once: the second keeps the first's."""
+    target = tmp_path / "model"
+    for pid in (1, 2):
+        tmp = tmp_path / f"model.tmp{pid}"
+        tmp.mkdir()
+        (tmp / "weights").write_text(str(pid))
+        records.publish_dir(tmp, target)
+        assert not tmp.exists()
+    assert (target / "weights").read_text() == "1"
