@@ -137,7 +137,7 @@ def evaluate(model, tokenizer, benchmark: str, limit: int | None, samples_dir: P
             "limit_per_task": limit, "tasks": per_task,
             **({"judge": (judge.configured() or {}).get("model")} if reg.get("judge") else {}),
             "task_versions": dict(res.get("versions", {})), "task_definitions_sha256": task_sha256(benchmark),
-            "outputs_sha256": hashlib.sha256(text.encode()).hexdigest(),  # same spec + seed: same hash on CPU
+            "outputs_sha256": hashlib.sha256(text.encode()).hexdigest(),  # same spec, seed and thread count: same hash on CPU
             "seconds": time.perf_counter() - t0,  # wall time of scoring (a cache hit keeps the original's)
             "lm_eval_config": {k: v for k, v in res.get("config", {}).items() if k in ("batch_size", "limit")}}
 
