@@ -8,7 +8,7 @@
     python benchmarks/perf.py report      # `make report` wall time, warm (every run recorded)
     python benchmarks/perf.py costs [--into DIR]   # where the runs' time went (from the records)
     python benchmarks/perf.py report --cold [--into DIR]   # ... cold: a fresh clone, no records,
-                                          # no caches, no venv (hours)
+                                          # no caches, no venv (~2 h here)
 
 Targets (issue #7): cold default `make report` <= 60 min on 2 CPU cores, warm <= 2 min, harness ratio >= 1.0.
 Run it with QUANTLIB_DATA_DIR set (the Makefile's default is ../shared/benchmarks).
