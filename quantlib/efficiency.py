@@ -96,11 +96,13 @@ def measure(model, tokenizer, prompt_tokens: int = 256, new_tokens: int = 512, r
     }
 
 
-def measure_into(folder, model, tokenizer, spec) -> None:
+def measure_into(folder, model, tokenizer, spec) -> dict:
+    """measure() with the spec's settings, written to the run's efficiency.json; returns the record."""
     result = measure(model, tokenizer, spec.speed_prompt_tokens, spec.speed_new_tokens, spec.speed_repeats)
-    records.write_json(folder / "efficiency.json", result | {
-        "threads": torch.get_num_threads(), "cpus": os.cpu_count(),
-        "environment": {"git_sha": records.git_sha()}})
+    result |= {"threads": torch.get_num_threads(), "cpus": os.cpu_count(),
+               "environment": {"git_sha": records.git_sha()}}
+    records.write_json(folder / "efficiency.json", result)
+    return result
 
 
 def run(folder) -> str:
