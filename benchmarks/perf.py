@@ -46,11 +46,13 @@ def _timed(fn):
 def harness(task: str = "snli", limit: int = 64) -> None:
     from lm_eval import simple_evaluate
 
-    from quantlib import lmeval, methods, models
-    from quantlib.spec import RunSpec
+    from quantlib.models import load as models
+    from quantlib.quantization import methods
+    from quantlib.running.spec import RunSpec
+    from quantlib.scoring import harness
 
     spec = RunSpec(model="smollm2-135m-instruct", method="fp")
-    model, _ = methods.load(spec)
+    model, _ = methods.load(spec.variant)
     tok = models.load_tokenizer(spec.model)
     tokens = [0]
     def count(module, args, kwargs):  # input ids come positionally from lm-eval, by keyword from generate
@@ -60,11 +62,11 @@ def harness(task: str = "snli", limit: int = 64) -> None:
 
     model.register_forward_pre_hook(count, with_kwargs=True)
     with tempfile.TemporaryDirectory() as d:
-        ours, t_ours = _timed(lambda: lmeval.evaluate(model, tok, task, limit, Path(d)))
+        ours, t_ours = _timed(lambda: harness.evaluate(model, tok, task, limit, Path(d)))
     # the same task config through lm-eval's own `hf` model loader, same batch size and chat template
     plain, t_plain = _timed(lambda: simple_evaluate(
         model="hf", model_args=f"pretrained={models.resolve(spec.model)},dtype=float32",
-        tasks=lmeval.task_configs(task), limit=limit, batch_size=8, apply_chat_template=True,
+        tasks=harness.task_configs(task), limit=limit, batch_size=8, apply_chat_template=True,
         bootstrap_iters=0, device=models.device()))
     # matmul parameters per token: every linear layer plus the output projection (tied to the
     # input embedding here, whose lookup is no matmul)
@@ -85,7 +87,8 @@ def ray_speedup(cells: int = 4) -> None:
     """A grid of tiny-model runs (a random 2-layer Llama), with 1 worker and with 2."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from quantlib import efficiency, grid, models
+    from quantlib.models import load as models
+    from quantlib.running import grid, stages
 
     with tempfile.TemporaryDirectory() as d:
         d = Path(d)
@@ -99,11 +102,15 @@ def ray_speedup(cells: int = 4) -> None:
             "perplexity: {datasets: [wikitext2], seqlen: 512, limit: 4}\n"
             "efficiency: {prompt_tokens: 64, new_tokens: 64, repeats: 1}\n")
         times = {}
+        def both(args, runs):
+            grid.main(args)
+            stages.main(["efficiency"] + [str(f) for f in runs.iterdir()])
+
         for workers, cpus in ((1, 2), (2, 1)):
             runs = d / f"runs{workers}"
-            args = [str(d / "grid.yaml"), "--runs", str(runs), "--summary", str(d / "s.csv"), "--cpus-per-run", str(cpus)]
+            args = [str(d / "grid.yaml"), "--runs", str(runs), "--cpus-per-run", str(cpus)]
             # 2 workers share the CPUs, so their speed is measured afterwards: that stage is timed too
-            _, times[workers] = _timed(lambda: (grid.main(args), efficiency.main([str(f) for f in runs.iterdir()])))
+            _, times[workers] = _timed(lambda a=args, r=runs: both(a, r))
         print(f"ray: {cells} tiny runs, 1 worker x 2 CPUs {times[1]:.0f} s, 2 workers x 1 CPU {times[2]:.0f} s "
               f"(with the serial speed stage), speed-up {times[1] / times[2]:.2f}")
 
@@ -145,15 +152,15 @@ def costs(runs: Path = ROOT / "data" / "runs") -> None:
     for f in sorted(runs.glob("*/metrics.json")):
         m, st = json.loads(f.read_text()), json.loads((f.parent / "status.json").read_text())
         total.append((f.parent.name.split("__")[1], st.get("seconds")))
-        q = m["quantization"].get("gptq") or m["quantization"].get("spqr") or {}
+        q = m["quantization"]
         if q.get("seconds") and not q.get("from_cache"):
             quant.append(q["seconds"])
-        for b, r in m["benchmarks"].items():
+        for b, r in ((g.stem, json.loads(g.read_text())) for g in (f.parent / "benchmarks").glob("*.json")):
             if r.get("seconds") and not (r.get("cache") or {}).get("hit"):
                 per.setdefault(b, []).append(r["seconds"])
     print("costs: run seconds " + ", ".join(f"{k} {v:.0f}" for k, v in total if v))
     if quant:
-        print(f"costs: GPTQ/SpQR quantization {len(quant)} x median {statistics.median(quant):.0f} s "
+        print(f"costs: GPTQ/SpQR/RTN quantization {len(quant)} x median {statistics.median(quant):.0f} s "
               f"= {sum(quant) / 60:.1f} min")
     for b, v in sorted(per.items(), key=lambda kv: -statistics.median(kv[1])):
         print(f"costs: {b:15s} median {statistics.median(v):6.1f} s over {len(v)} runs (max {max(v):.0f})")
@@ -171,12 +178,12 @@ def report(cold: bool, into: str | None = None) -> None:
         # QUANTLIB_DATA_DIR: as set for this script; pip's download cache is the machine's
         env = {**os.environ, "QUANTLIB_CACHE": f"{d}/.cache", "HF_DATASETS_CACHE": f"{d}/.cache/hf-datasets"}
         # `make report`'s stages one by one (the same commands in the same order), each timed
-        stages = ["venv", "runs", "efficiency", "divergence", "book"]
+        stages = ["venv", "runs", "efficiency", "book"]
         if subprocess.run(["sh", "-c", "command -v chromedriver"], capture_output=True).returncode == 0:
             stages.append("check-html")
         times = {}
         for stage in stages:
-            _, times[stage] = _timed(lambda: subprocess.run(["make", stage], cwd=d, check=True, env=env))
+            _, times[stage] = _timed(lambda s=stage: subprocess.run(["make", s], cwd=d, check=True, env=env))
             print(f"report: cold stage {stage} {times[stage] / 60:.1f} min", flush=True)
         t = sum(times.values())
         print(f"report: cold `make report` (fresh clone, no records, no caches) {t / 60:.1f} min (target <= 60 min): "

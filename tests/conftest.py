@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import torch
 
-from quantlib import models
+from quantlib.models import load as models
 from quantlib.tasks.ceval._generate import DISCIPLINES
 from quantlib.tasks.mmlu._generate import SUBJECTS
 
@@ -121,10 +121,12 @@ def _followbench_files(d):
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _offline_env(data_dir):
-    """Every test (and every papermill kernel it starts) reads the miniature data, never the hub."""
+def _offline_env(data_dir, tmp_path_factory):
+    """Every test (and every papermill kernel it starts) reads the miniature data, never the hub, and
+    caches into its own folder (no checkpoint or result of a real run is reused or disturbed)."""
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("QUANTLIB_DATA_DIR", str(data_dir))
+        mp.setenv("QUANTLIB_CACHE", str(tmp_path_factory.mktemp("cache")))
         mp.setenv("HF_HUB_OFFLINE", "1")
         mp.setenv("HF_DATASETS_OFFLINE", "1")
         mp.setenv("TRANSFORMERS_VERBOSITY", "error")

@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from quantlib import benchmarks, lmeval, paths
+from quantlib.io import paths
+from quantlib.scoring import harness, suite
 from quantlib.tasks import common
 from quantlib.tasks.bbq import utils as bbq
 from quantlib.tasks.common import DataError
@@ -25,21 +26,21 @@ def tiny(tiny_model):
 def _one_subject_per_group(monkeypatch, name):
     """MMLU and C-Eval have a task per subject; end to end, one subject of each discipline is enough
     (building ~55 tasks costs a minute; every subject's YAML is checked to load below)."""
-    groups = benchmarks.groups(name)
+    groups = suite.groups(name)
     keep = {members[0] for members in groups.values()}
-    original = lmeval.task_files
-    monkeypatch.setattr(lmeval, "task_files", lambda b: [
+    original = harness.task_files
+    monkeypatch.setattr(harness, "task_files", lambda b: [
         f for f in original(b) if yaml.safe_load(f.read_text())["task"] in keep] if b == name else original(b))
     return len(keep)
 
 
-@pytest.mark.parametrize("name", benchmarks.names())
+@pytest.mark.parametrize("name", suite.names())
 def test_every_benchmark_runs_end_to_end_on_the_tiny_model(tiny, name, tmp_path, monkeypatch):
     model, tok = tiny
-    subjects = _one_subject_per_group(monkeypatch, name) if benchmarks.groups(name) else None
-    r = lmeval.evaluate(model, tok, name, 1 if subjects else 2, tmp_path, batch_size=4)
+    subjects = _one_subject_per_group(monkeypatch, name) if suite.groups(name) else None
+    r = harness.evaluate(model, tok, name, 1 if subjects else 2, tmp_path, batch_size=4)
     expected_n = subjects or 2
-    assert r["n"] == expected_n and r["metric"] == benchmarks.headline(name)
+    assert r["n"] == expected_n and r["metric"] == suite.headline(name)
     assert r["value"] is not None and math.isfinite(r["value"])
     lines = [json.loads(x) for x in (tmp_path / f"{name}.jsonl").read_text(encoding="utf-8").splitlines()]
     assert len(lines) == expected_n and all(x["response"] for x in lines)
@@ -47,25 +48,25 @@ def test_every_benchmark_runs_end_to_end_on_the_tiny_model(tiny, name, tmp_path,
     assert task["prompt"], "the prompt is part of the record"
     if task["generation_kwargs"] is not None:
         assert task["generation_kwargs"]["do_sample"] is False
-    assert set(r["groups"]) == set(benchmarks.groups(name))
+    assert set(r["groups"]) == set(suite.groups(name))
     assert len(r["task_definitions_sha256"]) == 64
 
 
 @pytest.mark.parametrize("name", ["mmlu", "ceval"])
 def test_every_subject_task_loads_and_is_grouped(name):
-    configs = lmeval.task_configs(name)
+    configs = harness.task_configs(name)
     tasks = {c["task"] for c in configs}
     assert len(tasks) == {"mmlu": 57, "ceval": 52}[name]
-    grouped = {t for g, members in benchmarks.groups(name).items() if g != "Hard" for t in members}
+    grouped = {t for g, members in suite.groups(name).items() if g != "Hard" for t in members}
     assert grouped == tasks  # every subject in exactly the disciplines, none invented
     for c in configs:  # offline data resolved for each subject
         assert all(Path(f).exists() for files in c["dataset_kwargs"]["data_files"].values() for f in files)
 
 
 def test_chance_level_is_computed_and_scores_are_deterministic(tiny, tmp_path):
-    r = lmeval.evaluate(*tiny, "snli", 3, tmp_path / "a")
+    r = harness.evaluate(*tiny, "snli", 3, tmp_path / "a")
     assert r["chance"] == pytest.approx(1 / 3)
-    again = lmeval.evaluate(*tiny, "snli", 3, tmp_path / "b")  # same model, items and seed
+    again = harness.evaluate(*tiny, "snli", 3, tmp_path / "b")  # same model, items and seed
     assert again["outputs_sha256"] == r["outputs_sha256"] and again["value"] == r["value"]
 
 
@@ -94,7 +95,8 @@ def _gsm8k_score(response: str, target: str) -> float:
     cfg = yaml.safe_load((paths.TASKS / "gsm8k" / "gsm8k_chat_zeroshot.yaml").read_text())
     rx = cfg["filter_list"][0]["filter"][0]
     m = cfg["metric_list"][0]
-    picked = RegexFilter(regex_pattern=rx["regex_pattern"], group_select=rx["group_select"]).apply([[response]], [{}])[0][0]
+    regex = RegexFilter(regex_pattern=rx["regex_pattern"], group_select=rx["group_select"])
+    picked = regex.apply([[response]], [{}])[0][0]
     return exact_match_hf_evaluate([target], [picked], ignore_case=m["ignore_case"],
                                    ignore_punctuation=m["ignore_punctuation"],
                                    regexes_to_ignore=m["regexes_to_ignore"])["exact_match"]
@@ -160,7 +162,7 @@ def test_truthfulqa_targets_and_the_mean_token_loss_rule(data_dir):
 def test_missing_file_names_the_benchmark_and_path(tmp_path, monkeypatch):
     monkeypatch.setenv("QUANTLIB_DATA_DIR", str(tmp_path))
     with pytest.raises(FileNotFoundError, match=r"snli/test\.tsv"):
-        lmeval.task_configs("snli")
+        harness.task_configs("snli")
 
 
 def test_wrong_columns_name_the_benchmark_path_and_columns(tmp_path, monkeypatch):
@@ -169,7 +171,7 @@ def test_wrong_columns_name_the_benchmark_path_and_columns(tmp_path, monkeypatch
         tmp_path / "snli" / "test.tsv", sep="\t", index=False)
     monkeypatch.setenv("QUANTLIB_DATA_DIR", str(tmp_path))
     with pytest.raises(DataError, match=r"snli: .*test\.tsv lacks column\(s\) \['premise', 'hypothesis'\]"):
-        lmeval.task_configs("snli")
+        harness.task_configs("snli")
 
 
 def test_misaligned_flores_files_are_rejected(tmp_path, monkeypatch):
@@ -183,20 +185,24 @@ def test_misaligned_flores_files_are_rejected(tmp_path, monkeypatch):
 
 def test_unknown_benchmark_is_named():
     with pytest.raises(KeyError, match="unknown benchmark 'mmlu_pro'"):
-        lmeval.task_configs("mmlu_pro")
+        harness.task_configs("mmlu_pro")
 
 
 def test_results_are_reused_for_the_same_weights_task_and_limit(tiny, tiny_model, tmp_path, monkeypatch):
-    from quantlib.spec import RunSpec
+    from quantlib.running.spec import RunSpec
 
     monkeypatch.setenv("QUANTLIB_CACHE", str(tmp_path / "cache"))
-    spec = RunSpec(model=tiny_model, method="fp")
-    first = lmeval.evaluate_cached(*tiny, spec, "snli", 2, tmp_path / "a")
-    again = lmeval.evaluate_cached(*tiny, spec, "snli", 2, tmp_path / "b")
+    key = RunSpec(model=tiny_model, method="fp").variant.key()
+    first = harness.score_into(tmp_path / "a", *tiny, key, "snli", 2)
+    again = harness.score_into(tmp_path / "b", *tiny, key, "snli", 2)
     assert first["cache"]["hit"] is False and again["cache"]["hit"] is True
     assert again["outputs_sha256"] == first["outputs_sha256"]
-    assert (tmp_path / "b" / "snli.jsonl").read_text() == (tmp_path / "a" / "snli.jsonl").read_text()
-    assert lmeval.evaluate_cached(*tiny, spec, "snli", 3, tmp_path / "c")["cache"]["hit"] is False  # new limit
+    same = [(tmp_path / d / "samples" / "snli.jsonl").read_text() for d in "ab"]
+    assert same[0] == same[1]
+    assert (tmp_path / "b" / "benchmarks" / "snli.json").exists()  # in the run folder, as it finishes
+    assert harness.score_into(tmp_path / "c", *tiny, key, "snli", 3)["cache"]["hit"] is False  # new limit
+    other = RunSpec(model=tiny_model, method="fp", dtype="float32" if key["dtype"] != "float32" else "bfloat16")
+    assert harness.score_into(tmp_path / "e", *tiny, other.variant.key(), "snli", 2)["cache"]["hit"] is False
     entry = tmp_path / "cache" / "results" / again["cache"]["entry"]
     (entry / "samples.jsonl").write_text("tampered\n")  # a damaged entry is recomputed, not trusted
-    assert lmeval.evaluate_cached(*tiny, spec, "snli", 2, tmp_path / "d")["cache"]["hit"] is False
+    assert harness.score_into(tmp_path / "d", *tiny, key, "snli", 2)["cache"]["hit"] is False

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from quantlib import paths, report
+from quantlib.io import paths
+from quantlib.reporting import report
 
 
 def test_committed_summary_covers_the_default_grid():
@@ -21,7 +22,7 @@ def test_committed_summary_covers_the_default_grid():
 def test_book_builds_strictly_from_committed_records(tmp_path):
     book = tmp_path / "book"
     shutil.copytree(paths.BOOK, book, ignore=shutil.ignore_patterns("_build", "runs"))
-    subprocess.run([sys.executable, "-m", "quantlib.book_runs"], check=True, cwd=paths.ROOT)
+    subprocess.run([sys.executable, "-m", "quantlib.reporting.book_runs"], check=True, cwd=paths.ROOT)
     shutil.copytree(paths.BOOK / "runs", book / "runs")
     jb = Path(sys.executable).parent / "jupyter-book"
     out = subprocess.run([str(jb), "build", str(book), "-n", "-W", "--keep-going"],
@@ -29,16 +30,17 @@ def test_book_builds_strictly_from_committed_records(tmp_path):
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     html = book / "_build" / "html"
     assert (html / "index.html").exists()
-    for page in ("knowledge", "alignment", "perplexity", "efficiency", "spqr"):  # each has a captioned figure naming its maker
+    # each has a captioned figure naming its maker
+    for page in ("knowledge", "alignment", "perplexity", "efficiency", "spqr"):
         text = (html / f"{page}.html").read_text()
-        assert "<img" in text and f"Made by" in text and f"book/{page}.md" in text
+        assert "<img" in text and "Made by" in text and f"book/{page}.md" in text
     assert len(list((html / "runs").glob("*.html"))) == len(report.summary())
     assert len(list((html / "_images").glob("*.png"))) >= 3
     # the front page carries the claims table, each verdict computed
     index = (html / "index.html").read_text()
     assert index.count("holds") + index.count("inconclusive") >= 5
     # as a reader sees it: every page in headless Chromium (skipped where Chromium is not installed)
-    from quantlib import check_html
+    from quantlib.reporting import check_html
 
     if not Path(check_html.DRIVER).exists():
         pytest.skip("Chromium is not installed (make browser)")
@@ -50,7 +52,8 @@ def test_pdf_tables_are_list_tables_with_literal_text():
     import numpy as np
     import pandas as pd
 
-    df = pd.DataFrame({"label": ["fp32", "gptq-4b"], "ppl": [12.3456, np.nan], "prompt": ["Q: {{q}}\nA:", "$18 <|im_start|>"]})
+    df = pd.DataFrame({"label": ["fp32", "gptq-4b"], "ppl": [12.3456, np.nan],
+                       "prompt": ["Q: {{q}}\nA:", "$18 <|im_start|>"]})
     md = report._styler_markdown(df.style.format(precision=2, na_rep="").hide(axis="index"))
     lines = md.splitlines()
     assert lines[0] == "```{list-table}" and lines[1] == ":header-rows: 1" and lines[-1] == "```"
@@ -64,7 +67,8 @@ def test_appendix_copies_are_rewritten_only_when_changed(tmp_path, monkeypatch):
     import json
     import os
 
-    from quantlib import book_runs, records
+    from quantlib.reporting import book_runs
+    from quantlib.running import records
 
     runs, book = tmp_path / "runs", tmp_path / "book"
     monkeypatch.setattr(paths, "RUNS", runs)

@@ -2,7 +2,7 @@
 import numpy as np
 import pandas as pd
 
-from quantlib import claims
+from quantlib.reporting import claims
 
 CFG = claims.config()
 
@@ -19,7 +19,7 @@ def _runs(**overrides):
         dict(label="bnb-nf4", method="bnb-nf4", ppl=11.0, mmlu=0.57, dec=5.0, lb=4.5),
         dict(label="bnb-int8", method="bnb-int8", ppl=10.1, mmlu=0.60, dec=1.0, lb=8.2),
     ]
-    df = pd.DataFrame(rows).rename(columns={"ppl": "ppl_wikitext2", "dec": "decode_tok_s", "lb": "linear_bits"})
+    df = pd.DataFrame(rows).rename(columns={"ppl": "ppl_wikitext2", "dec": "decode_tok_s", "lb": "stored_bits"})
     df = df.assign(model="m", status="done", mmlu_p=0.5, weight_bytes=1e9)
     for label, cols in overrides.items():
         for c, v in cols.items():

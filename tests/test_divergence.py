@@ -1,8 +1,8 @@
 """Next-token KL against the baseline: the coarsened KL on known distributions, and the stage on the tiny model."""
 import torch
 
-from quantlib import divergence, records
-from quantlib.spec import RunSpec
+from quantlib.running.spec import RunSpec
+from quantlib.scoring import divergence
 
 
 def _full_kl(p_logp, q_logp):
@@ -23,32 +23,51 @@ def test_coarse_kl_is_zero_for_equal_exact_when_k_covers_all_but_one_and_a_lower
     assert (coarse <= _full_kl(p, q) + 1e-6).all() and (coarse > 0).all()
 
 
-def test_divergence_of_a_quantized_tiny_model(tiny_model, tmp_path, monkeypatch):
+def test_divergence_comes_from_the_perplexity_pass(tiny_model, tmp_path, monkeypatch):
+    """One forward pass per window gives the perplexity and, against the cached baseline reference,
+    the KL and top-1 flips; the KL equals the one computed from separately kept log-probs."""
+    from quantlib.models import load as loading
+    from quantlib.quantization import methods
+    from quantlib.scoring import perplexity
+
     monkeypatch.setenv("QUANTLIB_CACHE", str(tmp_path / "cache"))
-    spec = RunSpec(model=tiny_model, method="bnb-nf4", ppl_datasets=("wikitext2",), ppl_seqlen=256, ppl_limit=2)
-    folder = tmp_path / "run"
-    records.write_json(folder / "spec.json", {"name": spec.name, **spec.to_dict()})  # as the notebook writes it
-    assert divergence.run(folder) == "measured"
-    d = records.read_json(folder / "divergence.json")["corpora"]["wikitext2"]
-    assert d["positions"] == 2 * 255 and d["kl"] > 0 and 0 <= d["top1_flip"] <= 1
-    assert divergence.run(folder) == "done before"
-    # a damaged reference cache is computed again, with the same result
+    spec = RunSpec(model=tiny_model, method="bnb-nf4",
+                   perplexity={"datasets": ["wikitext2"], "seqlen": 256, "limit": 2})
+    base = RunSpec.from_dict({"model": tiny_model, "method": "fp", "dtype": spec.dtype}).variant
+    tok = loading.load_tokenizer(tiny_model)
+    model, _ = methods.load(spec.variant)
+    loads = []
+
+    def load_baseline():
+        loads.append(1)
+        return methods.load(base)[0]
+
+    args = (tok, "wikitext2", 256, 2, base.key())
+    d = divergence.score(model, *args, False, load_baseline)
+    assert d["positions"] == 2 * 255 and d["kl"] > 0 and 0 <= d["top1_flip"] <= 1 and loads == [1]
+    assert d["ppl"] == perplexity.perplexity(model, tok, "wikitext2", 256, 2)["ppl"]
+    # the same as a KL from log-probs kept apart (what the separate divergence stage computed)
+    base_model = methods.load(base)[0]
+    wins = perplexity.windows(tok, perplexity.corpus("wikitext2"), 256, 2)
+    kl = []
+    for w in wins:
+        p = perplexity.window_logits(base_model, w).topk(divergence.TOP_K, dim=-1)
+        kl.append(divergence.coarse_kl(p.indices, p.values, perplexity.window_logits(model, w)))
+    assert abs(torch.cat(kl).mean().item() - d["kl"]) < 1e-6
+    # the reference is cached: no second baseline load; a damaged one is computed again, same result
+    assert divergence.score(model, *args, False, load_baseline)["kl"] == d["kl"] and loads == [1]
     for f in (tmp_path / "cache" / "kl-reference").glob("*.safetensors"):
         f.write_bytes(b"damaged")
-    (folder / "divergence.json").unlink()
-    assert divergence.run(folder) == "measured"
-    assert records.read_json(folder / "divergence.json")["corpora"]["wikitext2"]["kl"] == d["kl"]
-    # the baseline against itself: no divergence, no flips (the reference is reused from the cache)
-    base = RunSpec(model=tiny_model, method="fp", ppl_datasets=("wikitext2",), ppl_seqlen=256, ppl_limit=2)
-    from quantlib import methods, models
-    m, _ = methods.load(base)
-    same = divergence.measure(base, m, models.load_tokenizer(tiny_model))["corpora"]["wikitext2"]
-    assert same["kl"] < 1e-5 and same["top1_flip"] == 0
+    assert divergence.score(model, *args, False, load_baseline)["kl"] == d["kl"] and loads == [1, 1]
+    # the baseline run writes the reference itself, and against itself: no divergence, no flips
+    assert "kl" not in divergence.score(base_model, *args, True, load_baseline)
+    assert divergence.score(base_model, *args, False, load_baseline)["kl"] < 1e-5 and loads == [1, 1]
 
 
 def test_drop_predictors_rank_drops_and_leave_a_benchmarks_own_flips_out():
     import pandas as pd
-    from quantlib import report
+
+    from quantlib.reporting import report
 
     # six quantized runs whose drops on both benchmarks grow with the KL; perplexity is shuffled
     kl = [0.01, 0.02, 0.05, 0.1, 0.3, 1.0]

@@ -6,7 +6,8 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 
-from quantlib import judge, paths
+from quantlib.io import paths
+from quantlib.scoring import judge
 from quantlib.tasks.followbench import rules, utils
 
 
@@ -24,7 +25,8 @@ def test_leveled_constraints_give_hsr_and_ssr():
     assert out["hsr"] == 0.0 and out["ssr"] == pytest.approx(0.8)
     # at level 2 only the first two constraints count
     out = utils.process_results(_doc(level=2), ["The team planned an operation."])
-    assert out["hsr"] == 1.0 and out["ssr"] == 1.0 and out["hsr_level2"] == 1.0 and out["hsr_level5"] != out["hsr_level5"]
+    assert out["hsr"] == 1.0 and out["ssr"] == 1.0 and out["hsr_level2"] == 1.0
+    assert out["hsr_level5"] != out["hsr_level5"]  # NaN: no level-5 item
 
 
 def test_csl_counts_consecutive_levels_from_level_one():
@@ -68,7 +70,8 @@ def test_without_a_judge_only_rule_items_are_scored(monkeypatch):
 
 
 def test_judge_prompt_and_parse():
-    p = judge.prompt("style", ["Write a poem.", "Write a poem in a sad tone.", "Write a sad poem of 4 lines."], "A poem")
+    steps = ["Write a poem.", "Write a poem in a sad tone.", "Write a sad poem of 4 lines."]
+    p = judge.prompt("style", steps, "A poem")
     assert "#Initial Instruction + 2 constraints#\nWrite a sad poem of 4 lines." in p and "LIST with 2 elements" in p
     assert judge.parse("reasoning...\n['YES', 'NO']", 2) == [True, False]
     assert judge.parse("['YES']", 2) is None and judge.parse("no idea", 2) is None

@@ -1,6 +1,9 @@
+import pytest
 import torch
 
-from quantlib.gptq import GPTQ, Quantizer, packed_bytes
+from quantlib.quantization import layerwise
+from quantlib.quantization.gptq import GPTQ, packed_bytes
+from quantlib.quantization.rtn import rtn
 
 
 def _layer_and_inputs(cols=256, rows=64, n=512, seed=0):
@@ -13,25 +16,17 @@ def _layer_and_inputs(cols=256, rows=64, n=512, seed=0):
     return layer, X
 
 
-def _rtn(W, bits, group):
-    q = Quantizer(bits)
-    out = torch.empty_like(W)
-    for c in range(0, W.shape[1], group):
-        q.find_params(W[:, c:c + group])
-        out[:, c:c + group] = q.quantize(W[:, c:c + group])
-    return out
-
-
 def test_gptq_output_error_beats_round_to_nearest():
     for bits in (4, 3):
         layer, X = _layer_and_inputs()
         W = layer.weight.data.clone()
         g = GPTQ(layer)
         g.add_batch(X)
-        loss = g.fasterquant(bits, group_size=128, actorder=True)
+        st = g.fasterquant(bits, group_size=128, actorder=True)
         err_gptq = (X @ (layer.weight.data - W).t()).pow(2).sum()
-        err_rtn = (X @ (_rtn(W, bits, 128) - W).t()).pow(2).sum()
-        assert loss > 0 and err_gptq < 0.8 * err_rtn, (bits, err_gptq, err_rtn)
+        err_rtn = (X @ (rtn(W, bits, 128) - W).t()).pow(2).sum()
+        assert st["loss"] > 0 and err_gptq < 0.8 * err_rtn, (bits, err_gptq, err_rtn)
+        assert (st["outliers"], st["weights"]) == (0, W.numel())  # the statistics shape of every method
 
 
 def test_gptq_weights_lie_on_a_grid_of_2_to_the_bits_levels():
@@ -54,3 +49,61 @@ def test_hessian_is_mean_of_2xxT():
 def test_packed_bytes_counts_codes_scales_zeros_gidx():
     # 4 bits: 64x256 codes = 8192 B, 2 groups x 64 rows x 2 B scales = 256 B, zeros 64 B, g_idx 1024 B
     assert packed_bytes(64, 256, 4, 128, actorder=True) == 8192 + 256 + 64 + 1024
+
+
+def test_rtn_rounds_each_group_to_its_own_grid():
+    W = torch.randn(8, 256)
+    Q = rtn(W, 2, 128, sym=False)
+    for g in (Q[:, :128], Q[:, 128:]):
+        assert all(len(torch.unique(row)) <= 4 for row in g)
+    assert (Q - W).abs().max() < (W.max() - W.min()) / 3  # nearest point, not a far one
+
+
+class _Objective(GPTQ):
+    """GPTQ that also records, for its stage, ||WX - QX||^2 = tr((W - Q) H (W - Q)^T) (up to the
+    constant of H's running mean) for its own Q and for RTN's Q on the same grid and inputs."""
+    seen = []
+
+    def fasterquant(self, bits, group_size, **kw):
+        W, H = self.layer.weight.data.clone().float(), self.H.clone()
+        objective = lambda Q: float(torch.einsum("ij,jk,ik->", W - Q, H, W - Q))
+        rtn_obj = objective(rtn(W, bits, group_size, kw.get("sym", True)))
+        st = super().fasterquant(bits, group_size, **kw)
+        _Objective.seen.append((objective(self.layer.weight.data.float()), rtn_obj))
+        return st
+
+
+def _layer_objectives(model, samples, bits=3):
+    _Objective.seen = []
+    layerwise.quantize(model, samples, _Objective, lambda r, c, st: 0, bits=bits, group_size=128,
+                       percdamp=0.01, actorder=True, sym=True)
+    return _Objective.seen
+
+
+def _check_gptq_beats_rtn(seen):
+    gptq, rtn_ = map(sum, zip(*seen))
+    wins = sum(g < r for g, r in seen)
+    assert gptq < rtn_ and wins > len(seen) / 2, (gptq, rtn_, wins, len(seen))
+
+
+def test_gptq_layer_objective_is_below_rtn_on_a_small_model(tiny_model):
+    """What GPTQ exists to do: on the calibration inputs each layer sees, its rounding leaves less
+    output error than round-to-nearest on the same grid, summed over layers and on most layers."""
+    from quantlib.models import load as loading
+    from quantlib.quantization import calibration
+    from quantlib.quantization.variant import Calibration
+
+    model = loading.load_fp(tiny_model, "float32")
+    samples = calibration.samples(loading.load_tokenizer(tiny_model), Calibration(n_samples=8))
+    _check_gptq_beats_rtn(_layer_objectives(model, samples))
+
+
+@pytest.mark.slow
+def test_gptq_layer_objective_is_below_rtn_on_the_real_model():
+    from quantlib.models import load as loading
+    from quantlib.quantization import calibration
+    from quantlib.quantization.variant import Calibration
+
+    model = loading.load_fp("smollm2-135m-instruct", "float32")
+    samples = calibration.samples(loading.load_tokenizer("smollm2-135m-instruct"), Calibration(n_samples=4))
+    _check_gptq_beats_rtn(_layer_objectives(model, samples))

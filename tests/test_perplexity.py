@@ -2,7 +2,8 @@ import math
 
 import torch
 
-from quantlib import models, perplexity
+from quantlib.models import load as models
+from quantlib.scoring import perplexity
 
 
 def test_windows_are_non_overlapping_and_limited(tiny_model):

@@ -8,7 +8,8 @@ import time
 
 import pytest
 
-from quantlib import efficiency, grid, paths, records
+from quantlib.io import files, paths
+from quantlib.running import grid, records, stages
 
 pytest.importorskip("ray")
 
@@ -22,19 +23,18 @@ efficiency: {{prompt_tokens: 32, new_tokens: {new_tokens}, repeats: 1}}
 
 def test_local_ray_instance_runs_a_small_grid(tiny_model, tmp_path):
     (tmp_path / "grid.yaml").write_text(LIGHT.format(model=tiny_model, new_tokens=4))
-    rc = grid.main([str(tmp_path / "grid.yaml"), "--runs", str(tmp_path / "runs"), "--summary",
-                    str(tmp_path / "summary.csv"), "--cpus-per-run", "1"])
+    rc = grid.main([str(tmp_path / "grid.yaml"), "--runs", str(tmp_path / "runs"), "--cpus-per-run", "1"])
     assert rc == 0
     folders = sorted((tmp_path / "runs").iterdir())
     assert len(folders) == 2 and all(records.complete(f) for f in folders)
     # two runs shared the CPUs, so neither measured its speed; the stage does, one at a time
     if (os.cpu_count() or 1) > 1:
         assert not any((f / "efficiency.json").exists() for f in folders)
-    assert efficiency.main([str(f) for f in folders]) == 0
+    assert stages.main(["efficiency"] + [str(f) for f in folders]) == 0
     for f in folders:
-        e = records.read_json(f / "efficiency.json")
+        e = files.read_json(f / "efficiency.json")
         assert e["new_tokens"] == 4 and e["decode_tokens_per_s"] > 0 and e["peak_memory_bytes"] > 0
-    assert efficiency.main([str(f) for f in folders]) == 0  # measured runs are skipped
+    assert stages.main(["efficiency"] + [str(f) for f in folders]) == 0  # measured runs are skipped
 
 
 def test_worker_killed_mid_run_is_retried(tiny_model, tmp_path):
@@ -43,8 +43,8 @@ def test_worker_killed_mid_run_is_retried(tiny_model, tmp_path):
         "methods: [fp, {method: gptq, bits: [4]}]", "methods: [fp]"))
     runs = tmp_path / "runs"
     # every CPU for the run, so that it has the machine to itself and measures its (long) speed test
-    proc = subprocess.Popen([sys.executable, "-m", "quantlib.grid", str(tmp_path / "grid.yaml"), "--runs", str(runs),
-                             "--summary", str(tmp_path / "summary.csv"), "--cpus-per-run", str(os.cpu_count() or 1)],
+    proc = subprocess.Popen([sys.executable, "-m", "quantlib.running.grid", str(tmp_path / "grid.yaml"),
+                             "--runs", str(runs), "--cpus-per-run", str(os.cpu_count() or 1)],
                             cwd=paths.ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     killed = None
     deadline = time.time() + 240
@@ -64,5 +64,5 @@ def test_worker_killed_mid_run_is_retried(tiny_model, tmp_path):
     assert proc.returncode == 0, out[-3000:]
     (folder,) = runs.iterdir()
     assert records.complete(folder)
-    done = records.read_json(folder / "status.json")
+    done = files.read_json(folder / "status.json")
     assert done["pid"] and done["pid"] != killed  # finished by the retried task, in another worker

@@ -1,4 +1,5 @@
-"""The papermill template and the grid runner: complete records, skip on rerun, failures recorded."""
+"""The papermill template and the grid runner: complete records, skip on rerun, resume mid-run,
+failures recorded."""
 import json
 import subprocess
 import sys
@@ -6,8 +7,9 @@ import sys
 import papermill as pm
 import pytest
 
-from quantlib import grid, notebook, paths, records, summary
-from quantlib.spec import load_grid
+from quantlib.io import files, paths
+from quantlib.reporting import summary
+from quantlib.running import grid, notebook, records
 
 GRID = """models: [{model}]
 methods:
@@ -17,8 +19,8 @@ calibration: {{n_samples: 4}}
 perplexity: {{datasets: [wikitext2, c4], seqlen: 64, limit: 2}}
 efficiency: {{prompt_tokens: 32, new_tokens: 4, repeats: 1}}
 benchmarks:
-  mmlu: {{limit: 1}}
   gsm8k: {{limit: 1}}
+  snli: {{limit: 2}}
 """
 
 
@@ -31,7 +33,7 @@ def test_template_parameters_cell_matches_the_declared_parameters():
 def grid_run(tiny_model, tmp_path_factory):
     d = tmp_path_factory.mktemp("grid")
     (d / "grid.yaml").write_text(GRID.format(model=tiny_model))
-    rc = grid.main([str(d / "grid.yaml"), "--runs", str(d / "runs"), "--summary", str(d / "summary.csv"), "--engine", "local"])
+    rc = grid.main([str(d / "grid.yaml"), "--runs", str(d / "runs"), "--engine", "local"])
     return d, rc
 
 
@@ -42,37 +44,55 @@ def test_grid_writes_complete_records(grid_run):
     assert len(folders) == 2
     for f in folders:
         assert records.status(f) == "done"
-        for name in ("spec.json", "environment.json", "metrics.json", "efficiency.json", "run.ipynb", "samples/mmlu.jsonl",
-                     "samples/gsm8k.jsonl"):
+        for name in ("spec.json", "environment.json", "metrics.json", "perplexity.json", "efficiency.json",
+                     "run.ipynb", "benchmarks/gsm8k.json", "samples/gsm8k.jsonl", "benchmarks/snli.json"):
             assert (f / name).exists(), name
-        spec = records.read_json(f / "spec.json")
-        assert spec["name"] == f.name
-        m = records.read_json(f / "metrics.json")
-        assert set(m["perplexity"]) == {"wikitext2", "c4"} and m["perplexity"]["c4"]["windows"] == 2
-        assert m["benchmarks"]["mmlu"]["n"] == 57 and m["benchmarks"]["gsm8k"]["n"] == 1
-        e = records.read_json(f / "efficiency.json")  # measured in the run: the local engine runs one at a time
+        spec = files.read_json(f / "spec.json")
+        m = files.read_json(f / "metrics.json")
+        assert spec["name"] == m["name"] == f.name and m["label"] == spec["label"] and m["stored_bits"] > 0
+        ppl = files.read_json(f / "perplexity.json")["corpora"]
+        assert set(ppl) == {"wikitext2", "c4"} and ppl["c4"]["windows"] == 2
+        if spec["method"] == "gptq":  # next-token divergence from the same forward pass as perplexity
+            assert ppl["c4"]["kl"] > 0 and ppl["c4"]["positions"] == 2 * 63
+        assert files.read_json(f / "benchmarks" / "gsm8k.json")["n"] == 1
+        e = files.read_json(f / "efficiency.json")  # measured in the run: the local engine runs one at a time
         assert e["new_tokens"] == 4 and e["decode_tokens_per_s"] > 0
-        env = records.read_json(f / "environment.json")
-        assert env["packages"]["torch"] and env["device"] == "cpu"
+        env = files.read_json(f / "environment.json")
+        assert env["packages"]["torch"] and env["device"] == "cpu" and env["model"]["source"]
         executed = json.loads((f / "run.ipynb").read_text())
         assert any("injected-parameters" in c["metadata"].get("tags", []) for c in executed["cells"])
-    table = summary.collect(d / "runs")
-    assert list(table["label"]) == ["fp32", "gptq-4b"] and table["ppl_wikitext2"].notna().all()
-    assert table["decode_tok_s"].notna().all()
+    table = summary.wide(summary.collect(d / "runs"))
+    fp = "bf16" if "bf16" in set(table["label"]) else "fp32"  # the machine's compute dtype
+    assert sorted(table["label"]) == sorted([fp, "gptq-4b"])
+    assert table["ppl_wikitext2"].notna().all() and table["decode_tok_s"].notna().all()
+    assert table["kl_mean"].notna().sum() == 1 and table["gsm8k_n"].tolist() == [1, 1]
 
 
 def test_rerun_skips_finished_runs(grid_run, capsys):
     d, _ = grid_run
     before = {f.name: (f / "metrics.json").stat().st_mtime_ns for f in (d / "runs").iterdir()}
     # the same grid named twice: each spec is visited once
-    assert grid.main([str(d / "grid.yaml"), str(d / "grid.yaml"), "--runs", str(d / "runs"),
-                      "--summary", str(d / "s.csv"), "--engine", "local"]) == 0
+    assert grid.main([str(d / "grid.yaml"), str(d / "grid.yaml"), "--runs", str(d / "runs"), "--engine", "local"]) == 0
     assert capsys.readouterr().out.count("[skip]") == 2
     assert before == {f.name: (f / "metrics.json").stat().st_mtime_ns for f in (d / "runs").iterdir()}
-    # make report leaves the table to its summary stage: no table written, not even a missing one
-    assert grid.main([str(d / "grid.yaml"), "--runs", str(d / "runs"), "--summary", str(d / "none.csv"),
-                      "--engine", "local", "--no-summary"]) == 0
-    assert not (d / "none.csv").exists()
+
+
+def test_interrupted_run_resumes_at_the_first_unfinished_benchmark(grid_run, capsys):
+    """A run cut short after its first benchmark: the rerun keeps that result and scores the rest."""
+    d, _ = grid_run
+    folder = next(f for f in sorted((d / "runs").iterdir()) if "gptq" in f.name)
+    kept = folder / "benchmarks" / "gsm8k.json"
+    stamp = (kept.stat().st_mtime_ns, (folder / "perplexity.json").stat().st_mtime_ns)
+    (folder / "benchmarks" / "snli.json").unlink()  # as if killed while scoring SNLI
+    records.set_status(folder, "running")
+    assert not records.complete(folder)
+    assert grid.main([str(d / "grid.yaml"), "--runs", str(d / "runs"), "--engine", "local"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("[resume]") == 1 and out.count("[skip]") == 1
+    assert records.complete(folder) and (folder / "benchmarks" / "snli.json").exists()
+    assert (kept.stat().st_mtime_ns, (folder / "perplexity.json").stat().st_mtime_ns) == stamp  # not redone
+    executed = (folder / "run.ipynb").read_text()
+    assert "perplexity: finished earlier" in executed and "gsm8k: exact_match" in executed
 
 
 def test_truncated_record_is_redone(grid_run, capsys):
@@ -81,38 +101,41 @@ def test_truncated_record_is_redone(grid_run, capsys):
     text = (folder / "metrics.json").read_text()
     (folder / "metrics.json").write_text(text[: len(text) // 2])  # a write cut short
     assert not records.complete(folder)
-    assert grid.main([str(d / "grid.yaml"), "--runs", str(d / "runs"), "--summary", str(d / "s.csv"), "--engine", "local"]) == 0
+    assert grid.main([str(d / "grid.yaml"), "--runs", str(d / "runs"), "--engine", "local"]) == 0
     out = capsys.readouterr().out
-    assert out.count("[redo]") == 1 and out.count("[skip]") == 1
-    assert records.complete(folder) and records.read_json(folder / "metrics.json")["name"] == folder.name
+    assert out.count("[resume]") == 1 and out.count("[skip]") == 1
+    assert records.complete(folder) and files.read_json(folder / "metrics.json")["name"] == folder.name
 
 
 def test_failed_run_is_recorded_and_others_still_run(tiny_model, tmp_path):
     light = GRID.split("benchmarks:")[0]  # plumbing only: no benchmarks
     (tmp_path / "grid.yaml").write_text(light.format(model=tiny_model).replace(
         f"models: [{tiny_model}]", f"models: [{tmp_path / 'no-such-model'}, {tiny_model}]"))
-    rc = grid.main([str(tmp_path / "grid.yaml"), "--runs", str(tmp_path / "runs"),
-                    "--summary", str(tmp_path / "summary.csv"), "--engine", "local"])
+    rc = grid.main([str(tmp_path / "grid.yaml"), "--runs", str(tmp_path / "runs"), "--engine", "local"])
     assert rc == 1
     states = sorted((f.name.split("__")[0], records.status(f)) for f in (tmp_path / "runs").iterdir())
     assert states == [("no-such-model", "failed")] * 2 + [(tiny_model.rsplit("/", 1)[-1], "done")] * 2
     failed = [f for f in (tmp_path / "runs").iterdir() if records.status(f) == "failed"]
-    assert all("no-such-model" in records.read_json(f / "status.json")["error"] for f in failed)
+    assert all("no-such-model" in files.read_json(f / "status.json")["error"] for f in failed)
     assert all((f / "run.ipynb").exists() and not (f / "metrics.json").exists() for f in failed)
-    table = summary.collect(tmp_path / "runs")
+    table = summary.wide(summary.collect(tmp_path / "runs"))
     assert sorted(table["status"]) == ["done", "done", "failed", "failed"]
 
 
-def test_unknown_notebook_parameter_fails(tmp_path):
-    with pytest.raises(pm.PapermillExecutionError, match="unknown notebook parameter.*mehtod"):
+@pytest.mark.parametrize("params, msg", [({"mehtod": "gptq"}, "unknown notebook parameter.*mehtod"),
+                                         ({"spec": {"model": "org/m", "method": "gptq", "bits": 5}},
+                                          "cannot run at 5 bits")])
+def test_bad_notebook_parameters_fail_at_the_door(tmp_path, params, msg):
+    with pytest.raises(pm.PapermillExecutionError, match=msg):
         pm.execute_notebook(str(paths.RUN_TEMPLATE), str(tmp_path / "out.ipynb"),
-                            parameters={"mehtod": "gptq", "run_dir": str(tmp_path / "r")},
-                            cwd=str(paths.ROOT), progress_bar=False)
+                            parameters={**params, "run_dir": str(tmp_path / "r")}, cwd=str(paths.ROOT),
+                            progress_bar=False)
+    assert not (tmp_path / "r").exists()  # nothing written
 
 
 def test_cli_rejects_bad_grid_without_touching_records(tmp_path):
     (tmp_path / "bad.yaml").write_text("models: [org/m]\nmethods: [{method: bnb-nf4, bits: 3}]\n")
-    out = subprocess.run([sys.executable, "-m", "quantlib.grid", str(tmp_path / "bad.yaml"),
+    out = subprocess.run([sys.executable, "-m", "quantlib.running.grid", str(tmp_path / "bad.yaml"),
                           "--runs", str(tmp_path / "runs")], capture_output=True, text=True)
     assert out.returncode == 2 and "cannot run at 3 bits" in out.stderr
     assert not (tmp_path / "runs").exists()
@@ -125,6 +148,6 @@ def test_two_processes_publishing_the_same_cache_folder(tmp_path):
         tmp = tmp_path / f"model.tmp{pid}"
         tmp.mkdir()
         (tmp / "weights").write_text(str(pid))
-        records.publish_dir(tmp, target)
+        files.publish_dir(tmp, target)
         assert not tmp.exists()
     assert (target / "weights").read_text() == "1"

@@ -2,7 +2,7 @@ import math
 
 import torch
 
-from quantlib.spqr import SpQR, effective_bits
+from quantlib.quantization.spqr import SpQR, effective_bits
 
 
 def _layer_and_inputs(cols=128, rows=64, n=512, seed=0):

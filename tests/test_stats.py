@@ -4,7 +4,7 @@ import json
 import numpy as np
 import pytest
 
-from quantlib import stats
+from quantlib.reporting import stats
 
 
 def test_bootstrap_ci_covers_the_true_mean_at_about_the_nominal_rate():
@@ -29,7 +29,8 @@ def test_mcnemar_exact_p_on_a_hand_made_table():
 
 
 def _write(path, task_values, metric="acc"):
-    path.write_text("".join(json.dumps({"task": "t", "doc_id": i, metric: v}) + "\n" for i, v in enumerate(task_values)))
+    path.write_text("".join(json.dumps({"task": "t", "doc_id": i, metric: v}) + "\n"
+                            for i, v in enumerate(task_values)))
     return path
 
 

@@ -6,10 +6,10 @@ import json
 
 import numpy as np
 
-from .. import paths
+from quantlib.io import paths
 
 SEED = 0
-_tokenizer = None  # set by quantlib.lmeval before scoring (mean-token loss needs answer lengths)
+_tokenizer = None  # set by quantlib.scoring.harness before scoring (mean-token loss needs answer lengths)
 
 
 class DataError(ValueError):

@@ -4,8 +4,9 @@ from collections import defaultdict
 
 import numpy as np
 
-from quantlib import judge, paths
-from quantlib.tasks.common import DataError, SEED
+from quantlib.io import paths
+from quantlib.scoring import judge
+from quantlib.tasks.common import SEED, DataError
 from quantlib.tasks.followbench import rules
 
 KINDS = ("content", "situation", "style", "format", "example", "mixed")

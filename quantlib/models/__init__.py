@@ -1,0 +1,1 @@
+"""Models: the registry of packaged models (embedded) and loading any model id or path (load)."""

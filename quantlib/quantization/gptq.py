@@ -1,0 +1,116 @@
+"""GPTQ (Frantar et al., 2023) in the symbols of the paper and of IST-DASLab/gptq `gptq.py`.
+
+W: a linear layer's weight (rows x columns), H = 2 X X^T its input Hessian, Q the quantized W.
+Columns are quantized one at a time (in act-order: decreasing diag(H)); each column's error is
+spread over the columns not yet quantized through the Cholesky factor of H^-1. Groups of
+`group_size` consecutive (permuted) columns share one scale and zero point, as in GPTQ's
+act-order + group format (which stores g_idx). The result is written back as the dequantized
+weight Q, numerically the quantized layer.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+
+class Quantizer:
+    """Uniform min-max grid for `bits`, per output row; symmetric keeps the zero point mid-grid."""
+
+    def __init__(self, bits: int, sym: bool = True):
+        self.maxq = 2 ** bits - 1
+        self.sym = sym
+
+    def find_params(self, x: torch.Tensor) -> None:
+        xmin = x.min(1).values.clamp(max=0)
+        xmax = x.max(1).values.clamp(min=0)
+        if self.sym:
+            xmax = torch.maximum(xmin.abs(), xmax)
+            xmin = torch.where(xmin < 0, -xmax, xmin)
+        empty = (xmin == 0) & (xmax == 0)
+        xmin[empty], xmax[empty] = -1, 1
+        self.scale = ((xmax - xmin) / self.maxq).unsqueeze(1)
+        if self.sym:
+            self.zero = torch.full_like(self.scale, (self.maxq + 1) / 2)
+        else:
+            self.zero = torch.round(-xmin / self.scale.squeeze(1)).unsqueeze(1)
+
+    def quantize(self, x: torch.Tensor) -> torch.Tensor:
+        q = torch.clamp(torch.round(x / self.scale) + self.zero, 0, self.maxq)
+        return self.scale * (q - self.zero)
+
+
+class GPTQ:
+    def __init__(self, layer: torch.nn.Linear):
+        self.layer = layer
+        self.rows, self.columns = layer.weight.shape
+        self.H = torch.zeros(self.columns, self.columns, device=layer.weight.device)
+        self.nsamples = 0
+
+    def add_batch(self, inp: torch.Tensor) -> None:
+        """Running mean of 2 X X^T over calibration tokens."""
+        X = inp.reshape(-1, self.columns).t().float()
+        n = X.shape[1]
+        self.H *= self.nsamples / (self.nsamples + n)
+        self.nsamples += n
+        X = math.sqrt(2 / self.nsamples) * X
+        self.H += X @ X.t()
+
+    def prepare(self, percdamp: float, actorder: bool):
+        """W in float, the upper Cholesky factor of the damped H^-1, and the act-order permutation (or None)."""
+        W, H = self.layer.weight.data.clone().float(), self.H
+        dead = torch.diag(H) == 0
+        H[dead, dead] = 1
+        W[:, dead] = 0
+        perm = torch.argsort(torch.diag(H), descending=True) if actorder else None
+        if actorder:
+            W, H = W[:, perm], H[perm][:, perm]
+        H += percdamp * torch.mean(torch.diag(H)) * torch.eye(self.columns, device=H.device)
+        return W, torch.linalg.cholesky(torch.cholesky_inverse(torch.linalg.cholesky(H)), upper=True), perm
+
+    @torch.no_grad()
+    def fasterquant(self, bits: int, group_size: int = 128, percdamp: float = 0.01,
+                    actorder: bool = True, sym: bool = True, blocksize: int = 128) -> dict:
+        """Quantize the layer in place; returns the layer statistics shared by every calibrated method:
+        the GPTQ loss sum((w - q)^2 / [H^-1]_qq^2) / 2, outliers kept (none here) and weights."""
+        if group_size > 0:
+            blocksize = group_size
+        W, Hinv, perm = self.prepare(percdamp, actorder)
+        quantizer = Quantizer(bits, sym)
+        if group_size <= 0 or group_size >= self.columns:
+            quantizer.find_params(W)
+
+        Q = torch.zeros_like(W)
+        loss = torch.zeros(self.rows, device=W.device)
+        for i1 in range(0, self.columns, blocksize):
+            i2 = min(i1 + blocksize, self.columns)
+            W1, Hinv1 = W[:, i1:i2].clone(), Hinv[i1:i2, i1:i2]
+            Err1 = torch.zeros_like(W1)
+            for i in range(i2 - i1):
+                if 0 < group_size < self.columns and (i1 + i) % group_size == 0:
+                    # blocksize == group_size, so a group starts at i == 0 where W is up to date
+                    quantizer.find_params(W[:, i1 + i:i1 + i + group_size])
+                w, d = W1[:, i], Hinv1[i, i]
+                q = quantizer.quantize(w.unsqueeze(1)).flatten()
+                Q[:, i1 + i] = q
+                err = (w - q) / d
+                W1[:, i:] -= err.unsqueeze(1) @ Hinv1[i, i:].unsqueeze(0)
+                Err1[:, i] = err
+            W[:, i2:] -= Err1 @ Hinv[i1:i2, i2:]
+            loss += (Err1 ** 2).sum(1) / 2
+
+        if actorder:
+            Q = Q[:, torch.argsort(perm)]
+        self.layer.weight.data = Q.to(self.layer.weight.dtype)
+        del self.H
+        return {"loss": float(loss.sum()), "outliers": 0, "weights": Q.numel()}
+
+
+def packed_bytes(rows: int, columns: int, bits: int, group_size: int, actorder: bool) -> int:
+    """Bytes of a GPTQ-format layer: packed codes, fp16 scales, packed zeros, and g_idx under act-order."""
+    groups = math.ceil(columns / group_size) if group_size > 0 else 1
+    codes = math.ceil(rows * columns * bits / 8)
+    scales = groups * rows * 2
+    zeros = math.ceil(groups * rows * bits / 8)
+    g_idx = columns * 4 if actorder else 0
+    return codes + scales + zeros + g_idx

@@ -1,0 +1,357 @@
+"""Tables and figures for the book, from the summary table only (cheap stage)."""
+from __future__ import annotations
+
+import os
+
+import matplotlib.pyplot as plt  # inline backend inside the book's kernels
+import numpy as np
+import pandas as pd
+
+from quantlib.io import files, paths
+from quantlib.quantization import methods
+from quantlib.scoring import suite
+
+PPL = {"wikitext2": "WikiText-2", "ptb": "PTB", "c4": "C4"}
+METRIC_NAMES = {"acc": "acc", "exact_match": "exact match", "bleu": "BLEU", "rouge1": "ROUGE-1",
+                "rouge2": "ROUGE-2", "rougeL": "ROUGE-L", "acc_sum": "acc (summed log-lik.)",
+                "amb_bias_score": "bias, ambiguous", "disamb_bias_score": "bias, disambiguated",
+                "accuracy_amb": "acc, ambiguous", "accuracy_disamb": "acc, disambiguated",
+                "hsr": "HSR", "ssr": "SSR", "csl": "CSL"} | {f"hsr_level{k}": f"HSR level {k}" for k in range(1, 6)}
+MIB = 2 ** 20
+
+
+def summary(path=paths.SUMMARY) -> pd.DataFrame:
+    """The summary, one row per run (the long table's one pivot), methods in the registry's order."""
+    from quantlib.reporting.summary import wide
+
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing: run `make summary` (or `make runs` first)")
+    df = wide(pd.read_csv(path, dtype={"value": object}))
+    order = list(methods.registry())
+    df["method"] = pd.Categorical(df["method"], order + sorted(set(df["method"]) - set(order)),
+                                  ordered=True)
+    return df.sort_values(["model", "method", "bits"], ascending=[True, True, False]).reset_index(drop=True)
+
+
+def done(df: pd.DataFrame) -> pd.DataFrame:
+    """Finished runs; where two runs share a variant (the same variant under another protocol, e.g.
+    a grid that scores fewer benchmarks), the one with the most measurements is kept."""
+    d = df[df["status"] == "done"]
+    keep = d.notna().sum(axis=1).sort_values(ascending=False, kind="stable").index
+    return d.loc[keep].drop_duplicates(["model", "label"]).sort_index().copy()
+
+
+def baseline(df: pd.DataFrame, model: str) -> pd.Series:
+    fp = df[(df["model"] == model) & (df["method"] == "fp")]
+    if fp.empty:
+        raise ValueError(f"no finished fp baseline for {model}")
+    return fp.iloc[0]
+
+
+def dense_decode(df: pd.DataFrame, model: str) -> pd.Series:
+    """Decode tokens/s of one model's runs that compute with dense kernels (the registry's `dense`:
+    the baseline and the dequantized methods). They run the same computation, so their spread is the
+    machine's timing noise: the one noise band of the report."""
+    m = df[df["model"] == model]
+    return m[m["method"].map(lambda k: methods.get(k).dense).astype(bool)]["decode_tok_s"].dropna()
+
+
+def key(label: str) -> str:
+    """Glue-friendly variant key; every full-precision baseline is 'fp' (fp32 on CPU, bf16 on GPU)."""
+    return "fp" if label in ("fp32", "bf16", "fp16") else label.replace("-", "_")
+
+
+def variants() -> list[str]:
+    """Glue keys of every variant the registry can make at its defaults: fp, bnb_nf4, gptq_4b, ..."""
+    return ["fp"] + [key(m.label(b, m.group_size, m.params, "")) for n, m in methods.registry().items()
+                     if n != "fp" for b in sorted(m.bits, reverse=True)]
+
+
+def per_variant(df: pd.DataFrame, model: str, value) -> dict:
+    """value(row) for each expected variant of one model; NaN where a run is missing or failed."""
+    out = {k: float("nan") for k in variants()}
+    for _, r in df[df["model"] == model].iterrows():
+        out[key(r["label"])] = value(r)
+    return out
+
+
+def table(df: pd.DataFrame, columns: dict) -> pd.DataFrame:
+    """Rows = variants, columns renamed for print; missing metrics stay empty; counts print as integers."""
+    out = df[["model", "label"] + [c for c in columns if c in df]]
+    out = out.astype({c: "Int64" for c in out if c.endswith(("_n", "_paired_n"))}).rename(columns=columns)
+    return out.rename(columns={"model": "Model", "label": "Variant"})
+
+
+def title(name: str, metric: str | None = None) -> str:
+    """'MMLU (acc)', 'XSum (ROUGE-2)': a benchmark and one of its metrics, for axes and headers."""
+    metric = metric or suite.headline(name)
+    return f"{suite.registry()[name]['title']} ({METRIC_NAMES.get(metric, metric)})"
+
+
+def column(name: str, metric: str | None = None) -> str:
+    """The summary column of a benchmark metric (the headline metric is the bare name)."""
+    return name if metric in (None, suite.headline(name)) else f"{name}_{metric}"
+
+
+def bench_table(df: pd.DataFrame, name: str) -> pd.DataFrame:
+    """Every metric of one benchmark per variant, the headline's 95% CI, and against the baseline
+    on the same items: the share of flipped outcomes and the paired p-value; plus the items scored."""
+    cols = {column(name, m): METRIC_NAMES.get(m, m) for m in suite.registry()[name]["metrics"]}
+    out = table(df.assign(**{f"{name}_ci": ci_text(df, name)}), cols | {
+        f"{name}_ci": "95% CI", f"{name}_flips": "flips", f"{name}_p": "p vs baseline", f"{name}_n": "n"})
+    return out
+
+
+def bench_tables(df: pd.DataFrame, names) -> pd.DataFrame:
+    """bench_table of several benchmarks stacked, a Benchmark column first (metrics they lack stay empty)."""
+    parts = [bench_table(df, n).assign(Benchmark=suite.registry()[n]["title"]) for n in names]
+    out = pd.concat(parts, ignore_index=True)
+    return out[["Benchmark"] + [c for c in out.columns if c != "Benchmark"]]
+
+
+def ci_text(df: pd.DataFrame, name: str) -> list[str]:
+    lo, hi = df.get(f"{name}_ci_lo"), df.get(f"{name}_ci_hi")
+    if lo is None:
+        return [""] * len(df)
+    return ["" if pd.isna(a) else f"[{a:.3g}, {b:.3g}]" for a, b in zip(lo, hi)]
+
+
+def groups_table(df: pd.DataFrame, name: str) -> pd.DataFrame:
+    """Per-discipline scores (MMLU's four groups, C-Eval's four and its Hard subset) per variant."""
+    cols = {name: "all"} | {f"{name}_group_{g}": g for g in suite.groups(name)}
+    return table(df, cols)
+
+
+def baseline_table(df: pd.DataFrame, model: str, names) -> pd.DataFrame:
+    """Per benchmark: the fp baseline's headline score beside its chance level and the range
+    the quantized variants span."""
+    fp = baseline(df, model)
+    quant = df[(df["model"] == model) & (df["method"] != "fp")]
+    rows = []
+    for n in names:
+        if n not in df:
+            continue
+        same = quant[quant[f"{n}_n"] == fp[f"{n}_n"]]  # runs scored on the baseline's items only
+        rows.append({"benchmark": title(n), "items": fp[f"{n}_n"], "baseline": fp[n],
+                     "chance": fp.get(f"{n}_chance"), "quantized min": same[n].min(),
+                     "quantized max": same[n].max(), "runs": same[n].notna().sum()})
+    return pd.DataFrame(rows).astype({"items": "Int64", "runs": "Int64"})
+
+
+def main_variants(g: pd.DataFrame, method: str) -> pd.DataFrame:
+    """A method's line: its runs at its default group size and protocol (no ablation variants), by bits."""
+    m = methods.get(method)
+    main = [m.label(int(b), m.group_size, m.params, "") for b in g["bits"]]
+    return g[g["label"] == main].sort_values("bits") if not g.empty else g
+
+
+def _draw(ax, g: pd.DataFrame, x: str, col: str, fmt: str, **kw) -> None:
+    """Points or a line, with 95% bootstrap intervals as error bars where the summary has them."""
+    lo, hi = f"{col}_ci_lo", f"{col}_ci_hi"
+    if lo in g and g[lo].notna().any():
+        err = [(g[col] - g[lo]).clip(lower=0), (g[hi] - g[col]).clip(lower=0)]
+        ax.errorbar(g[x], g[col], yerr=err, fmt=fmt, capsize=2, **kw)
+    else:
+        ax.plot(g[x], g[col], fmt, **kw)
+
+
+def plot_vs_bits(df: pd.DataFrame, metrics: dict, ylabel: str | None = None, logy: bool = False,
+                 x: str = "bits", xlabel: str = "bits per weight", ncols: int | None = None):
+    """One panel per metric: GPTQ and SpQR as lines over bits, bitsandbytes as points, fp dashed (its
+    95% interval shaded); error bars are 95% bootstrap intervals over items.
+    With x='stored_bits' every method sits at the bits it really stores (fp as a point too)."""
+    ncols = ncols or len(metrics)
+    nrows = -(-len(metrics) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.4 * nrows), squeeze=False)
+    for ax, (col, name) in zip(axes.flat, metrics.items()):
+        for model, g in df.groupby("model"):
+            for key_, m in methods.registry().items():
+                if key_ == "fp":
+                    continue
+                gm = main_variants(g[g["method"] == key_], key_) if m.line else g[g["method"] == key_]
+                if not gm.empty and gm[col].notna().any():
+                    _draw(ax, gm.sort_values(x), x, col, m.marker + ("-" if m.line else ""), color=m.color,
+                          ms=6 if m.line else 8, label=f"{m.title} ({model})")
+            fp = g[g["method"] == "fp"]
+            if not fp.empty:
+                lab = f"{fp['label'].iloc[0]} ({model})"
+                if x == "bits":
+                    ax.axhline(fp[col].iloc[0], ls="--", color="grey", label=lab)
+                    if f"{col}_ci_lo" in fp and fp[f"{col}_ci_lo"].notna().iloc[0]:
+                        ax.axhspan(fp[f"{col}_ci_lo"].iloc[0], fp[f"{col}_ci_hi"].iloc[0], color="grey", alpha=0.15)
+                else:
+                    _draw(ax, fp, x, col, "*", ms=11, color="grey", label=lab)
+        ax.set_title(name, fontsize=10)
+        ax.set_xlabel(xlabel)
+        if x == "bits":
+            ax.set_xticks([2, 3, 4, 8])
+        if logy:
+            ax.set_yscale("log")
+        if ylabel:
+            ax.set_ylabel(ylabel)
+    for ax in list(axes.flat)[len(metrics):]:
+        ax.set_visible(False)
+    axes.flat[0].legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def glue_value(name: str, value) -> None:
+    """Glue a number or text for the prose; numpy scalars become Python ones so formats like :.2f work."""
+    from myst_nb import glue
+
+    value = value.item() if hasattr(value, "item") else value
+    glue(name, float("nan") if value is None else value, display=False)  # a missing number prints "nan"
+
+
+def mean_ppl(df: pd.DataFrame) -> pd.Series:
+    """Each run's perplexity averaged over the corpora it was measured on."""
+    return df[[f"ppl_{k}" for k in PPL if f"ppl_{k}" in df]].mean(axis=1)
+
+
+def ppl_correlations(df: pd.DataFrame) -> pd.DataFrame:
+    """The paper's Table 3: across quantized runs, Pearson (on log10 of the mean perplexity over the
+    corpora) and Spearman correlation of perplexity with each benchmark's headline score."""
+    from quantlib.reporting import stats
+
+    q = df[df["method"] != "fp"]
+    log_ppl = np.log10(mean_ppl(q))
+    rows = []
+    for n in suite.names():
+        if n in q and q[n].notna().sum() >= 4:
+            r = stats.correlation(log_ppl, q[n])
+            rows.append({"benchmark": title(n), "runs": r["n"], "Pearson (log ppl)": r["pearson"],
+                         "Pearson 95% CI": f"[{r['pearson_lo']:.2f}, {r['pearson_hi']:.2f}]",
+                         "Spearman": r["spearman"],
+                         "Spearman 95% CI": f"[{r['spearman_lo']:.2f}, {r['spearman_hi']:.2f}]"})
+    return pd.DataFrame(rows)
+
+
+PREDICTORS = {"log_ppl_ratio": "log perplexity ratio", "kl_mean": "next-token KL",
+              "top1_flip_mean": "top-1 flips (text)", "answer_flips": "answer flips (other benchmarks)"}
+
+
+def drop_predictors(df: pd.DataFrame) -> pd.DataFrame:
+    """Which per-run quantity best ranks the benchmark drops: across quantized runs, Spearman between
+    each predictor and each benchmark's drop (baseline score minus the run's). Predictors: log of the
+    mean-perplexity ratio to the baseline, next-token KL and top-1 flips on the perplexity text
+    (quantlib.scoring.divergence), and the share of flipped answers on the *other* benchmarks (leave-one-out,
+    so a benchmark's own flips do not predict its own drop)."""
+    from quantlib.reporting import stats
+
+    d = df.assign(_ppl=mean_ppl(df))
+    q = d[d["method"] != "fp"].copy()
+    base = {m: baseline(d, m) for m in q["model"].unique()}
+    q["log_ppl_ratio"] = np.log([r["_ppl"] / base[r["model"]]["_ppl"] for _, r in q.iterrows()])
+    names = [n for n in suite.names() if n in q and q[n].notna().sum() >= 4]
+    flips = q[[f"{n}_flips" for n in names if f"{n}_flips" in q]]
+    rows = []
+    for n in names:
+        drop = np.array([base[r["model"]][n] - r[n] for _, r in q.iterrows()])
+        others = flips.drop(columns=[f"{n}_flips"], errors="ignore")
+        preds = {"log_ppl_ratio": q["log_ppl_ratio"], "kl_mean": q.get("kl_mean"),
+                 "top1_flip_mean": q.get("top1_flip_mean"),
+                 "answer_flips": others.mean(axis=1) if not others.empty else None}
+        row = {"benchmark": title(n), "runs": int(np.isfinite(drop).sum())}
+        for k, x in preds.items():
+            row[PREDICTORS[k]] = stats.correlation(x, drop)["spearman"] if x is not None else float("nan")
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def scatter_vs_ppl(df: pd.DataFrame, ncols: int = 4):
+    """Each benchmark's headline score against the mean perplexity, one point per quantized run."""
+    q = df[df["method"] != "fp"]
+    names = [n for n in suite.names() if n in q and q[n].notna().sum() >= 4]
+    nrows = -(-len(names) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.3 * ncols, 2.8 * nrows), squeeze=False)
+    for ax, n in zip(axes.flat, names):
+        for m, g in q.groupby("method", observed=True):
+            style = methods.get(m)
+            ax.plot(mean_ppl(g), g[n], style.marker, color=style.color, label=style.title)
+        ax.set(xscale="log", title=title(n))
+        ax.title.set_fontsize(9)
+    for ax in list(axes.flat)[len(names):]:
+        ax.set_visible(False)
+    for ax in axes[-1]:
+        ax.set_xlabel("mean perplexity")
+    axes.flat[0].legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def pareto(df: pd.DataFrame, x: str, y: str, higher_is_better: bool = True) -> pd.DataFrame:
+    """Runs no other run beats on both axes (less memory and a better score), sorted by x."""
+    d = df[[x, y]].dropna().sort_values([x, y], ascending=[True, not higher_is_better])
+    best, keep = None, []
+    for i, v in d[y].items():
+        if best is None or (v > best if higher_is_better else v < best):
+            best = v
+            keep.append(i)
+    return df.loc[keep].sort_values(x)
+
+
+def plot_vs_memory(df: pd.DataFrame, metrics: dict, ncols: int = 4):
+    """Score against weight memory, every model and method, the Pareto front as a line (the paper's
+    scale-versus-bits question: does a bigger quantized model beat a smaller full-precision one?)."""
+    nrows = -(-len(metrics) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.5 * ncols, 3.0 * nrows), squeeze=False)
+    for ax, (col, (name, higher)) in zip(axes.flat, metrics.items()):
+        for (model, m), g in df.groupby(["model", "method"], observed=True):
+            style = methods.get(m)
+            ax.plot(g["weight_bytes"] / MIB, g[col], style.marker, color=style.color, label=f"{style.title} ({model})")
+        front = pareto(df, "weight_bytes", col, higher)
+        ax.plot(front["weight_bytes"] / MIB, front[col], "-", color="black", lw=1, label="Pareto front")
+        ax.set(xlabel="weight memory (MiB)", title=name, yscale="log" if col.startswith("ppl_") else "linear")
+        ax.title.set_fontsize(9)
+    for ax in list(axes.flat)[len(metrics):]:
+        ax.set_visible(False)
+    axes.flat[0].legend(fontsize=6)
+    fig.tight_layout()
+    return fig
+
+
+def prompts(run: str) -> pd.DataFrame:
+    """The prompt template and generation settings of every benchmark, as recorded in one run."""
+    rows = []
+    for f in sorted((paths.RUNS / run / "benchmarks").glob("*.json")):
+        name, b = f.stem, files.read_json(f)
+        task = next(iter(b["tasks"].values()))
+        gen = task.get("generation_kwargs")
+        rows.append({"benchmark": suite.registry()[name]["title"] if name in suite.registry() else name,
+                     "prompt (user turn, chat template applied)": task.get("prompt"),
+                     "answer": "generated, greedy, at most {} new tokens".format(gen.get("max_gen_toks"))
+                     if gen else "log-likelihood of each choice"})
+    return pd.DataFrame(rows)
+
+
+def _styler_markdown(styler) -> str:
+    """A styled table (formatted values, hidden index honoured) as a MyST list-table, whose column
+    widths let LaTeX wrap long cells; every ASCII punctuation mark is escaped, so cell text
+    stays literal (no math from "$", no HTML from "<|im_start|>")."""
+    import copy
+    import re
+    import string
+
+    s = copy.copy(styler)
+    s.data = styler.data.map(lambda v: v.replace("\n", " ") if isinstance(v, str) else v)
+    rows = [line.split("\t") for line in s.to_string(delimiter="\t").splitlines()]
+    esc = re.compile("([" + re.escape(string.punctuation) + "])")
+    widths = [min(max(len(r[i]) for r in rows), 50) + 8 for i in range(len(rows[0]))]
+    body = "\n".join("* " + "\n".join(("- " if i == 0 else "  - ") + (esc.sub(r"\\\1", c) or " ")
+                                        for i, c in enumerate(r)) for r in rows)
+    return f"```{{list-table}}\n:header-rows: 1\n:widths: {' '.join(map(str, widths))}\n\n{body}\n```"
+
+
+def _tables_as_markdown() -> None:
+    """`make pdf`: the LaTeX builder drops HTML outputs, so tables are also given as Markdown,
+    which myst-nb parses into real tables."""
+    from IPython import get_ipython
+    from pandas.io.formats.style import Styler
+
+    if get_ipython() is not None:
+        get_ipython().display_formatter.formatters["text/markdown"].for_type(Styler, _styler_markdown)
+
+
+if os.environ.get("QUANTLIB_BOOK_FORMAT") == "latex":
+    _tables_as_markdown()

@@ -1,0 +1,110 @@
+"""Uncertainty and paired tests from the per-item records (data/runs/*/samples/<benchmark>.jsonl).
+
+Every headline score gets a bootstrap confidence interval over items; every quantized run is compared
+with its model's baseline on the same items: the share of items whose outcome flips, and a paired test
+(exact McNemar for right/wrong outcomes, Wilcoxon signed-rank for graded ones, a paired bootstrap for
+corpus BLEU).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from scipy import stats
+
+from quantlib.tasks.common import corpus_bleu
+
+SEED = 0
+BLEU_TOKENIZE = {"flores_en_zh": "zh", "flores_zh_en": "13a"}
+
+
+def items(samples: Path, metric: str) -> dict:
+    """(task, doc_id) -> the item's value of `metric` (a number, or a (reference, hypothesis) pair for BLEU)."""
+    out = {}
+    for line in Path(samples).read_text(encoding="utf-8").splitlines():
+        r = json.loads(line)
+        if r.get(metric) is not None:
+            out[(r["task"], r["doc_id"])] = r[metric]
+    return out
+
+
+def _statistic(name: str):
+    if name in BLEU_TOKENIZE:
+        return lambda pairs: corpus_bleu(list(pairs), BLEU_TOKENIZE[name])
+    return lambda xs: float(np.mean(xs))
+
+
+def bootstrap_ci(values, statistic=np.mean, level: float = 0.95, n_resamples: int = 2000,
+                 seed: int = SEED) -> tuple[float, float]:
+    """Percentile bootstrap over items (resampled with replacement)."""
+    values = list(values)
+    if len(values) < 2:
+        return (float("nan"), float("nan"))
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(values), size=(n_resamples, len(values)))
+    boot = np.array([statistic([values[i] for i in row]) for row in idx]) if statistic is not np.mean else \
+        np.asarray(values, dtype=float)[idx].mean(axis=1)
+    lo, hi = np.quantile(boot, [(1 - level) / 2, (1 + level) / 2])
+    return float(lo), float(hi)
+
+
+def mcnemar(a, b) -> dict:
+    """Exact McNemar test for paired right/wrong outcomes: a binomial test on the discordant pairs."""
+    a, b = np.asarray(a, dtype=bool), np.asarray(b, dtype=bool)
+    n01, n10 = int((a & ~b).sum()), int((~a & b).sum())
+    p = 1.0 if n01 + n10 == 0 else float(stats.binomtest(n01, n01 + n10, 0.5).pvalue)
+    return {"only_first": n01, "only_second": n10, "p": p}
+
+
+def paired_p(name: str, base: list, quant: list) -> float:
+    """p-value of 'quantized differs from baseline' on the same items."""
+    if name in BLEU_TOKENIZE:  # paired bootstrap of the corpus-BLEU difference (two-sided)
+        f = _statistic(name)
+        rng = np.random.default_rng(SEED)
+        observed = f(quant) - f(base)
+        idx = rng.integers(0, len(base), size=(1000, len(base)))
+        deltas = np.array([f([quant[i] for i in r]) - f([base[i] for i in r]) for r in idx])
+        return float(min(1.0, 2 * min((deltas <= 0).mean(), (deltas >= 0).mean()))) if observed else 1.0
+    x, y = np.asarray(base, dtype=float), np.asarray(quant, dtype=float)
+    if set(np.unique(np.r_[x, y])) <= {0.0, 1.0}:
+        return mcnemar(x, y)["p"]
+    if np.allclose(x, y):
+        return 1.0
+    return float(stats.wilcoxon(x, y, zero_method="zsplit").pvalue)
+
+
+def benchmark_stats(name: str, metric: str, run_samples: Path, base_samples: Path | None) -> dict:
+    """CI of the headline metric, and against the baseline: flip share, paired p-value, items compared."""
+    run = items(run_samples, metric)
+    f = _statistic(name)
+    out = dict(zip(("ci_lo", "ci_hi"), bootstrap_ci(list(run.values()), f if name in BLEU_TOKENIZE else np.mean,
+                                                    n_resamples=1000 if name in BLEU_TOKENIZE else 2000)))
+    if base_samples is not None and base_samples.exists() and base_samples != run_samples:
+        base = items(base_samples, metric)
+        keys = sorted(set(base) & set(run), key=str)
+        if keys:
+            b, q = [base[k] for k in keys], [run[k] for k in keys]
+            binary = name not in BLEU_TOKENIZE and set(np.unique(np.r_[b, q]).tolist()) <= {0.0, 1.0}
+            out.update(paired_n=len(keys), p=paired_p(name, b, q),
+                       flips=float(np.mean(np.asarray(b) != np.asarray(q))) if binary else None)
+    return out
+
+
+def correlation(x, y, level: float = 0.95) -> dict:
+    """Pearson (with its exact-t interval) and Spearman (Fisher-z interval, SE 1.06/sqrt(n-3),
+    Fieller et al. 1957) between two paired series; NaN where fewer than 4 pairs."""
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    ok = np.isfinite(x) & np.isfinite(y)
+    x, y = x[ok], y[ok]
+    n = len(x)
+    out = {"n": n}
+    if n < 4 or np.ptp(x) == 0 or np.ptp(y) == 0:
+        return out | dict.fromkeys(("pearson", "pearson_lo", "pearson_hi", "spearman", "spearman_lo", "spearman_hi"),
+                                   float("nan"))
+    pr = stats.pearsonr(x, y)
+    ci = pr.confidence_interval(confidence_level=level)
+    rho = float(stats.spearmanr(x, y).statistic)
+    z, half = np.arctanh(np.clip(rho, -0.999999, 0.999999)), stats.norm.ppf((1 + level) / 2) * 1.06 / np.sqrt(n - 3)
+    return out | {"pearson": float(pr.statistic), "pearson_lo": float(ci.low), "pearson_hi": float(ci.high),
+                  "spearman": rho, "spearman_lo": float(np.tanh(z - half)), "spearman_hi": float(np.tanh(z + half))}

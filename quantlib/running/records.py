@@ -1,0 +1,98 @@
+"""Run records: one folder per run, its state, its spec and the environment that made it.
+
+A record folder holds spec.json, environment.json and status.json; metrics.json (the variant as
+quantized: label, stored bits, sizes), perplexity.json (with next-token divergence), one
+benchmarks/<name>.json and samples/<name>.jsonl per benchmark as each finishes, efficiency.json,
+and the executed run.ipynb.
+"""
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+
+from quantlib.io import files, paths
+
+PACKAGES = ("torch", "transformers", "accelerate", "bitsandbytes", "lm_eval", "datasets", "gguf",
+            "papermill", "numpy", "safetensors")
+RESULT_PATHS = ("quantlib", "notebooks", "data/grids", "requirements.txt", "requirements-data.txt")
+
+
+def run_dir(name: str, runs: Path | None = None) -> Path:
+    return Path(runs or paths.RUNS) / name
+
+
+def status(folder: Path) -> str | None:
+    """The run's state; None when there is no readable status (never started, or cut mid-write)."""
+    f = Path(folder) / "status.json"
+    try:
+        return files.read_json(f)["status"] if f.exists() else None
+    except (ValueError, KeyError):
+        return None
+
+
+def complete(folder: Path) -> bool:
+    """A finished run whose record is whole: status 'done', spec and metrics readable and naming
+    this run, the executed notebook present. Anything less is resumed by the grid runner."""
+    folder = Path(folder)
+    if status(folder) != "done" or not (folder / "run.ipynb").exists():
+        return False
+    try:
+        return (files.read_json(folder / "spec.json")["name"] == folder.name
+                and files.read_json(folder / "metrics.json")["name"] == folder.name)
+    except (OSError, ValueError, KeyError):
+        return False
+
+
+def write_spec(folder: Path, spec) -> None:
+    files.write_json(Path(folder) / "spec.json", {"name": spec.name, "label": spec.label, "title": spec.title,
+                                                  **spec.to_dict()})
+
+
+def read_spec(folder: Path):
+    """The RunSpec a record was made from; its name must still match the spec (same naming rule)."""
+    from quantlib.running.spec import RunSpec, SpecError
+
+    d = dict(files.read_json(Path(folder) / "spec.json"))
+    name = d.pop("name", None)
+    d.pop("label", None), d.pop("title", None)
+    spec = RunSpec.from_dict(d)
+    if spec.name != name:
+        raise SpecError(f"{folder}: spec.json names {name!r}, but its spec is named {spec.name!r} now")
+    return spec
+
+
+def set_status(folder: Path, state: str, **extra) -> None:
+    files.write_json(Path(folder) / "status.json",
+                     {"status": state, "time": datetime.now(timezone.utc).isoformat(timespec="seconds"), **extra})
+
+
+def git_sha() -> str | None:
+    try:
+        out = subprocess.run(["git", "-C", str(paths.ROOT), "rev-parse", "HEAD"], capture_output=True,
+                             text=True, timeout=10)
+        # "-dirty" when code that shapes results differs from the commit (prose edits do not count)
+        dirty = subprocess.run(["git", "-C", str(paths.ROOT), "status", "--porcelain", "--untracked-files=no",
+                                "--", *RESULT_PATHS], capture_output=True, text=True, timeout=10).stdout.strip()
+        return out.stdout.strip() + ("-dirty" if dirty else "") if out.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def environment() -> dict:
+    import torch
+
+    versions = {}
+    for p in PACKAGES:
+        try:
+            versions[p] = metadata.version(p.replace("_", "-"))
+        except metadata.PackageNotFoundError:
+            versions[p] = None
+    dev = torch.cuda.get_device_name(0) if torch.cuda.is_available() else platform.processor() or "cpu"
+    return {"python": platform.python_version(), "platform": platform.platform(), "packages": versions,
+            "git_sha": git_sha(), "device": "cuda" if torch.cuda.is_available() else "cpu",
+            "device_name": dev, "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "data_dir": "QUANTLIB_DATA_DIR" if paths.data_dir() else None}

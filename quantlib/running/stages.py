@@ -1,0 +1,59 @@
+"""Per-run stages after the grid: memory and decode speed of the runs that shared the CPUs, each
+measured alone in a fresh process (peak RSS must not carry over an earlier model).
+
+    python -m quantlib.running.stages efficiency [data/runs/<run> ...]   # default: every finished run
+"""
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from pathlib import Path
+
+from quantlib.io import paths
+from quantlib.models import load as loading
+from quantlib.quantization import methods
+from quantlib.running import records
+from quantlib.scoring import efficiency
+
+
+def measure_efficiency(folder: Path) -> str:
+    """Measure one run in this process unless its record already has efficiency.json."""
+    if (folder / "efficiency.json").exists():
+        return "done before"
+    spec = records.read_spec(folder)
+    model, _ = methods.load(spec.variant)
+    efficiency.measure_into(folder, model, loading.load_tokenizer(spec.model), spec.efficiency)
+    return "measured"
+
+
+def measure_efficiency_fresh(folder: Path) -> str:
+    if (folder / "efficiency.json").exists():
+        return "done before"
+    proc = subprocess.run([sys.executable, "-m", "quantlib.running.stages", "efficiency", "--here", str(folder)],
+                          capture_output=True, text=True)
+    if proc.returncode:
+        raise RuntimeError(proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"exit {proc.returncode}")
+    return "measured"
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("stage", choices=["efficiency"])
+    ap.add_argument("runs", nargs="*", type=Path)
+    ap.add_argument("--here", action="store_true", help="measure in this process (what each fresh process runs)")
+    a = ap.parse_args(argv)
+    step = measure_efficiency if a.here else measure_efficiency_fresh
+    folders = a.runs or [f for f in sorted(paths.RUNS.iterdir()) if records.complete(f)]
+    failed = 0
+    for f in folders:
+        try:
+            print(f"[{step(f)}] {f.name}", flush=True)
+        except Exception as e:  # one failing run is reported and does not stop the others
+            failed += 1
+            print(f"[failed] {f.name}: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Scoring a loaded model: perplexity (+ divergence), lm-eval benchmarks (harness), memory and speed."""

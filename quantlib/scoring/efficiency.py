@@ -1,0 +1,102 @@
+"""Memory and speed with the paper's protocol: batch 1, a fixed prompt, exactly N greedy new tokens,
+median over repeats after one warm-up. Decode time = generate time - prefill time.
+
+Written to the run's `efficiency.json`, by the run itself when it has the machine to itself, or
+afterwards by the efficiency stage (quantlib.running.stages) when the grid ran several runs at once
+on shared CPUs (decoding is memory-bound; a neighbour would slow it).
+"""
+from __future__ import annotations
+
+import os
+import statistics
+import threading
+import time
+
+import psutil
+import torch
+
+from quantlib.io import files, paths
+
+SPEED_FILE = "speed/pg19_10146_excerpt.txt"
+
+
+def prompt_text() -> str:
+    if paths.data_dir() is not None:
+        return paths.data_file(SPEED_FILE).read_text(encoding="utf-8")
+    import datasets  # the first PG-19 test book, as in the paper
+    return next(iter(datasets.load_dataset("deepmind/pg19", split="test", streaming=True)))["text"]
+
+
+class PeakRSS:
+    """Peak resident memory of this process while the block runs (CPU runs), sampled every 5 ms."""
+
+    def __enter__(self):
+        self.proc, self.peak, self._stop = psutil.Process(), 0, threading.Event()
+        self._t = threading.Thread(target=self._sample, daemon=True)
+        self._t.start()
+        return self
+
+    def _sample(self):
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self.proc.memory_info().rss)
+            time.sleep(0.005)
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._t.join()
+        self.peak = max(self.peak, self.proc.memory_info().rss)
+
+
+def _sync():
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def _timed(fn):
+    _sync()
+    t = time.perf_counter()
+    fn()
+    _sync()
+    return time.perf_counter() - t
+
+
+@torch.no_grad()
+def measure(model, tokenizer, prompt_tokens: int = 256, new_tokens: int = 512, repeats: int = 3) -> dict:
+    ids = tokenizer(prompt_text(), return_tensors="pt", add_special_tokens=False).input_ids[:, :prompt_tokens]
+    if ids.shape[1] < prompt_tokens:
+        raise ValueError(f"speed prompt has only {ids.shape[1]} tokens, {prompt_tokens} asked")
+    ids = ids.to(model.device)
+    gen_kw = dict(max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False,
+                  pad_token_id=tokenizer.pad_token_id or tokenizer.eos_token_id)
+
+    def prefill():
+        model(ids, use_cache=True)
+
+    def generate():
+        out = model.generate(ids, **gen_kw)
+        assert out.shape[1] - ids.shape[1] == new_tokens
+
+    cuda = torch.cuda.is_available()
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+    with PeakRSS() as rss:
+        prefill(), generate()  # warm-up
+        t_pre = statistics.median(_timed(prefill) for _ in range(repeats))
+        t_gen = statistics.median(_timed(generate) for _ in range(repeats))
+    t_dec = max(t_gen - t_pre, 1e-9)
+    return {
+        "prompt_tokens": prompt_tokens, "new_tokens": new_tokens, "repeats": repeats,
+        "prefill_seconds": t_pre, "generate_seconds": t_gen,
+        "prefill_tokens_per_s": prompt_tokens / t_pre, "decode_tokens_per_s": new_tokens / t_dec,
+        "peak_memory_bytes": torch.cuda.max_memory_allocated() if cuda else rss.peak,
+        "peak_memory_kind": "cuda max allocated" if cuda else "process peak RSS during timing",
+    }
+
+
+def measure_into(folder, model, tokenizer, settings) -> dict:
+    """measure() with a spec's efficiency settings, written to the run's efficiency.json; returns it."""
+    result = measure(model, tokenizer, settings.prompt_tokens, settings.new_tokens, settings.repeats)
+    result |= {"threads": torch.get_num_threads(), "cpus": os.cpu_count(),
+               "dtype": str(model.dtype).replace("torch.", "")}
+    files.write_json(folder / "efficiency.json", result)
+    return result

@@ -1,0 +1,188 @@
+"""Benchmarks through lm-evaluation-harness on the in-memory (quantized) model.
+
+Each benchmark is a folder of task YAML under quantlib/tasks (registry: tasks/benchmarks.yaml).
+With QUANTLIB_DATA_DIR set, a task's `metadata.local_files` replaces its hub dataset by the local
+copy, after checking that the files exist and carry the columns the task needs; otherwise the hub is used.
+"""
+from __future__ import annotations
+
+import functools
+import glob
+import hashlib
+import json
+import math
+import time
+from pathlib import Path
+
+from quantlib.io import files, paths
+from quantlib.scoring import judge, suite
+from quantlib.tasks import common
+from quantlib.tasks.common import DataError
+
+
+def task_files(benchmark: str) -> list[Path]:
+    return sorted(f for f in suite.task_dir(benchmark).glob("*.yaml") if not f.name.startswith("_"))
+
+
+def task_sha256(benchmark: str) -> str:
+    """One hash over the benchmark's task definitions (YAML, templates, helper code, shared helpers)."""
+    h = hashlib.sha256()
+    for f in sorted(suite.task_dir(benchmark).iterdir()) + [paths.TASKS / "common.py"]:
+        if f.is_file():
+            h.update(f.name.encode() + f.read_bytes())
+    return h.hexdigest()
+
+
+def _local(benchmark: str, cfg: dict, local: dict) -> dict:
+    """Point a task config at the local copy: data_files per split, checked before anything runs."""
+    name = cfg.get("dataset_name") or ""
+    data_files = {}
+    for split, rel in local["splits"].items():
+        rel = rel.format(name=name)
+        found = sorted(glob.glob(str(paths.data_dir() / rel))) if "*" in rel else [str(paths.data_file(rel))]
+        if not found:
+            raise DataError(f"{benchmark}: no file matches {paths.data_dir() / rel}")
+        for f in found:
+            common.require_columns(benchmark, f, local.get("columns", []))
+        data_files[split] = found
+    cfg.update(dataset_path=local["format"], dataset_name=None,
+               dataset_kwargs={"data_files": data_files, **local.get("options", {})})
+    return cfg
+
+
+def task_configs(benchmark: str) -> list[dict]:
+    from lm_eval.tasks._yaml_loader import load_yaml
+
+    if benchmark not in suite.registry():
+        raise KeyError(f"unknown benchmark {benchmark!r}; known: {list(suite.names())}")
+    configs = []
+    for f in task_files(benchmark):
+        cfg = load_yaml(f, resolve_func=True, recursive=True)
+        local = (cfg.get("metadata") or {}).pop("local_files", None)
+        if local and paths.data_dir() is not None:
+            cfg = _local(benchmark, cfg, local)
+        configs.append(cfg)
+    return configs
+
+
+def _clean(x):
+    """JSON-safe numbers: NaN (a metric with no items, e.g. an absent BBQ category) becomes None."""
+    x = x.item() if hasattr(x, "item") else x
+    return None if isinstance(x, float) and math.isnan(x) else x
+
+
+def _task_metrics(metrics: dict) -> dict:
+    return {k.split(",")[0]: _clean(v) for k, v in metrics.items()
+            if "," in k and "_stderr" not in k and isinstance(_clean(v), (int, float, type(None)))}
+
+
+def _pooled(per_task: dict, tasks: list[str], metric: str) -> float | None:
+    """Item-weighted mean of a per-item-mean metric over tasks (micro average, lm-eval's group rule)."""
+    pairs = [(per_task[t]["metrics"].get(metric), per_task[t]["n"]) for t in tasks if t in per_task]
+    pairs = [(v, k) for v, k in pairs if v is not None]
+    n = sum(k for _, k in pairs)
+    return sum(v * k for v, k in pairs) / n if n else None
+
+
+@functools.lru_cache(maxsize=1)
+def _task_manager():
+    """Our tasks are passed as config dicts, so lm-eval's index of its ~10k bundled task YAMLs is not
+    needed; building it costs ~20 s per simple_evaluate call on 2 cores (12 calls per run)."""
+    from lm_eval.tasks import TaskManager
+
+    return TaskManager(include_defaults=False)
+
+
+def evaluate(model, tokenizer, benchmark: str, limit: int | None, samples_dir: Path,
+             batch_size: int = 8) -> dict:
+    """Score one benchmark; per-item records go to samples_dir/<benchmark>.jsonl."""
+    from lm_eval import simple_evaluate
+    from lm_eval.models.huggingface import HFLM
+
+    reg = suite.registry()[benchmark]
+    configs = task_configs(benchmark)
+    common.set_tokenizer(tokenizer)
+    lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, max_length=2048)
+    t0 = time.perf_counter()
+    res = simple_evaluate(model=lm, tasks=configs, task_manager=_task_manager(), limit=limit,
+                          apply_chat_template=True, log_samples=True, bootstrap_iters=0, random_seed=0,
+                          numpy_random_seed=0, torch_random_seed=0, fewshot_random_seed=0)
+    per_task, lines, chance = {}, [], []
+    for task, metrics in res["results"].items():
+        samples = res["samples"][task]
+        cfg = res["configs"][task]
+        per_task[task] = {"metrics": _task_metrics(metrics), "n": len(samples),
+                          "prompt": str(cfg.get("doc_to_text")), "description": cfg.get("description") or None,
+                          "generation_kwargs": cfg.get("generation_kwargs")
+                          if cfg.get("output_type") == "generate_until" else None}
+        for s in samples:
+            if cfg.get("output_type") == "multiple_choice" and reg.get("chance", True):
+                chance.append(1 / len(s["resps"]))
+            lines.append(json.dumps({"task": task, "doc_id": s["doc_id"], "target": s["target"],
+                                     "response": s["filtered_resps"],
+                                     **({"raw": s["resps"]} if cfg.get("output_type") == "generate_until" else {}),
+                                     **{m: s.get(m) for m in reg["metrics"] if m in s}},
+                                    default=lambda o: _clean(o) if hasattr(o, "item") else str(o),
+                                    ensure_ascii=False))
+    text = "\n".join(lines) + "\n"
+    files.atomic_write_text(samples_dir / f"{benchmark}.jsonl", text)
+    tasks = list(per_task)
+    if len(tasks) == 1:  # corpus-level metrics (BLEU, bias scores) come from the harness as they are
+        values = dict(per_task[tasks[0]]["metrics"])
+    else:
+        values = {m: _pooled(per_task, tasks, m) for m in reg["metrics"]}
+    groups = {g: _pooled(per_task, members, reg["metrics"][0]) for g, members in suite.groups(benchmark).items()}
+    head = reg["metrics"][0]
+    return {"metric": head, "value": values[head], "metrics": values, "n": sum(t["n"] for t in per_task.values()),
+            "chance": sum(chance) / len(chance) if chance else None, "groups": groups,
+            "limit_per_task": limit, "tasks": per_task,
+            **({"judge": (judge.configured() or {}).get("model")} if reg.get("judge") else {}),
+            "task_versions": dict(res.get("versions", {})), "task_definitions_sha256": task_sha256(benchmark),
+            # same spec, seed and thread count: same hash on CPU
+            "outputs_sha256": hashlib.sha256(text.encode()).hexdigest(),
+            "seconds": time.perf_counter() - t0,  # wall time of scoring (a cache hit keeps the original's)
+            "lm_eval_config": {k: v for k, v in res.get("config", {}).items() if k in ("batch_size", "limit")}}
+
+
+def result_key(weights_key: dict, model, benchmark: str, limit: int | None, batch_size: int = 8) -> dict:
+    """What determines a benchmark result: the quantized weights (their cache key: model, method,
+    protocol, algorithm code, dtype), the device, the task definitions, the limit, the harness (lm-eval's
+    version and this module's code) and the batch size."""
+    from importlib.metadata import version
+
+    return {"weights": weights_key, "device": str(model.device.type), "benchmark": benchmark,
+            "task_sha256": task_sha256(benchmark), "limit": limit, "lm_eval": version("lm_eval"),
+            "harness_sha256": files.digest(Path(__file__).read_text()), "batch_size": batch_size,
+            "judge": (judge.configured() or {}).get("model") if suite.registry()[benchmark].get("judge") else None}
+
+
+def score_into(run_dir: Path, model, tokenizer, weights_key: dict, benchmark: str, limit: int | None,
+               batch_size: int = 8) -> dict:
+    """One benchmark's result, written into the run folder as it finishes (benchmarks/<name>.json and
+    samples/<name>.jsonl), so that a run cut short resumes at the first unfinished benchmark. A result
+    for the same key is reused: the run folder's own, else the shared cache (QUANTLIB_CACHE/results),
+    which lets another grid cell with the same weights skip it. The record says where it came from."""
+    key = result_key(weights_key, model, benchmark, limit, batch_size)
+    digest = files.digest(key)[:20]
+    own = (run_dir / "benchmarks" / f"{benchmark}.json", run_dir / "samples" / f"{benchmark}.jsonl")
+    shared = paths.cache_dir() / "results" / f"{benchmark}-{digest}"
+    places = (("run", own), ("cache", (shared / "result.json", shared / "samples.jsonl")))
+    for where, (res_file, samples_file) in places:
+        try:
+            result = files.read_json(res_file)
+            text = samples_file.read_text(encoding="utf-8")
+            if result["cache"]["key"] != key or hashlib.sha256(text.encode()).hexdigest() != result["outputs_sha256"]:
+                raise ValueError("another key, or samples that do not match their hash")
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if where == "cache":
+            files.atomic_write_text(own[1], text)
+            files.write_json(own[0], result | {"cache": {"key": key, "hit": True, "entry": shared.name}})
+        return result
+    result = evaluate(model, tokenizer, benchmark, limit, run_dir / "samples", batch_size)
+    result |= {"cache": {"key": key, "hit": False}}
+    text = own[1].read_text(encoding="utf-8")
+    files.atomic_write_text(shared / "samples.jsonl", text)
+    files.write_json(shared / "result.json", result)
+    files.write_json(own[0], result)  # written last: a benchmark without it is redone
+    return result
