@@ -107,3 +107,24 @@ def test_gptq_layer_objective_is_below_rtn_on_the_real_model():
     model = loading.load_fp("smollm2-135m-instruct", "float32")
     samples = calibration.samples(loading.load_tokenizer("smollm2-135m-instruct"), Calibration(n_samples=4))
     _check_gptq_beats_rtn(_layer_objectives(model, samples))
+
+
+@pytest.mark.parametrize("actorder", [True, False])
+def test_packed_int4_layer_equals_the_dequantized_layer(actorder):
+    """GPTQ-4 on torch's CPU int4 kernel computes what the dequantized layer computes (act-order:
+    groups in permuted order, activations permuted), within bf16 rounding."""
+    from quantlib.quantization.kernels import Int4Linear
+
+    layer, X = _layer_and_inputs(cols=256, rows=64)
+    layer.bias = torch.nn.Parameter(torch.randn(64))
+    g = GPTQ(layer)
+    g.add_batch(X)
+    g.fasterquant(4, group_size=128, actorder=actorder)
+    packed = Int4Linear(layer, g.grid, 128)
+    assert (packed.perm is not None) == actorder
+    W = layer.weight.data
+    assert torch.allclose(packed.dequantized(), W, atol=2e-2 * W.abs().max().item())
+    x = torch.randn(5, 256)
+    want = layer(x)
+    got = packed(x)
+    assert got.dtype == x.dtype and (got - want).norm() / want.norm() < 0.01

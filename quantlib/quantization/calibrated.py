@@ -40,6 +40,12 @@ def _cached(variant, quantize):
         unexpected = model.load_state_dict(saved, strict=False).unexpected_keys  # decoder layers only
         if unexpected or not saved:
             raise RuntimeError(f"quantized cache {cache} does not match the model (unexpected keys {unexpected[:3]})")
+        if os.path.exists(os.path.join(cache, "grid.safetensors")):
+            flat = load_file(os.path.join(cache, "grid.safetensors"))
+            model.quant_grids = {}
+            for k, v in flat.items():
+                name, part = k.rsplit(".", 1)
+                model.quant_grids.setdefault(name, {})[part] = v
         qinfo["from_cache"] = True
     else:
         qinfo = quantize(model) | {"key": variant.key()}
@@ -49,6 +55,10 @@ def _cached(variant, quantize):
         state = {k: v.contiguous() for k, v in model.state_dict().items()
                  if any(v.data_ptr() == p.data_ptr() for p in layers.parameters())}
         save_file(state, os.path.join(tmp, "model.safetensors"))
+        if getattr(model, "quant_grids", None):
+            save_file({f"{n}.{k}": v.clone() for n, g in model.quant_grids.items() for k, v in g.items()},
+                      os.path.join(tmp, "grid.safetensors"))
+            qinfo["grid_sha256"] = files.sha256_file(os.path.join(tmp, "grid.safetensors"))
         qinfo["weights_sha256"] = files.sha256_file(os.path.join(tmp, "model.safetensors"))
         files.write_json(os.path.join(tmp, "quant_info.json"), qinfo)
         files.publish_dir(tmp, cache)
@@ -99,6 +109,9 @@ def _verified_cache(cache: str) -> dict | None:
         qinfo = files.read_json(info_path)
         if files.sha256_file(weights) != qinfo["weights_sha256"]:
             raise ValueError("checksum mismatch")
+        grid = os.path.join(cache, "grid.safetensors")
+        if "grid_sha256" in qinfo and files.sha256_file(grid) != qinfo["grid_sha256"]:
+            raise ValueError("grid checksum mismatch")
         return qinfo
     except (OSError, ValueError, KeyError) as e:
         warnings.warn(f"quantized-checkpoint cache {cache} is damaged ({e}); quantizing again")

@@ -77,8 +77,10 @@ class GPTQ:
             blocksize = group_size
         W, Hinv, perm = self.prepare(percdamp, actorder)
         quantizer = Quantizer(bits, sym)
+        scales, zeros = [], []  # the grid of each group (in act-order), kept for packed kernels
         if group_size <= 0 or group_size >= self.columns:
             quantizer.find_params(W)
+            scales, zeros = [quantizer.scale], [quantizer.zero]
 
         Q = torch.zeros_like(W)
         loss = torch.zeros(self.rows, device=W.device)
@@ -90,6 +92,8 @@ class GPTQ:
                 if 0 < group_size < self.columns and (i1 + i) % group_size == 0:
                     # blocksize == group_size, so a group starts at i == 0 where W is up to date
                     quantizer.find_params(W[:, i1 + i:i1 + i + group_size])
+                    scales.append(quantizer.scale)
+                    zeros.append(quantizer.zero)
                 w, d = W1[:, i], Hinv1[i, i]
                 q = quantizer.quantize(w.unsqueeze(1)).flatten()
                 Q[:, i1 + i] = q
@@ -102,6 +106,9 @@ class GPTQ:
         if actorder:
             Q = Q[:, torch.argsort(perm)]
         self.layer.weight.data = Q.to(self.layer.weight.dtype)
+        # W = scale * (q - zero) column by column, groups of consecutive columns in the order `perm`
+        self.grid = {"scale": torch.cat(scales, 1), "zero": torch.cat(zeros, 1),
+                     "perm": perm if actorder else torch.arange(self.columns)}
         del self.H
         return {"loss": float(loss.sum()), "outliers": 0, "weights": Q.numel()}
 

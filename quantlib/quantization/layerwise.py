@@ -85,10 +85,12 @@ def quantize(model, samples: list[torch.Tensor], algorithm, layer_bytes, **kw) -
     """Quantize every decoder linear layer in place with `algorithm` (GPTQ, SpQR: a class built on a
     layer, fed its inputs by `add_batch`, then `fasterquant(**kw)` -> {loss, outliers, weights}).
     `layer_bytes(rows, columns, stats)` is the method's stored size of one layer. Returns per-stage
-    statistics and the stored size of the quantized layers."""
+    statistics and the stored size of the quantized layers; where the algorithm keeps its grid (GPTQ),
+    `model.quant_grids` gets each layer's scales, zeros and column order, by module name."""
     layers = decoder_layers(model)
     inputs = _layer_inputs(model, layers, samples)
-    stages, packed, dense = {}, 0, 0
+    names = {id(m): n for n, m in model.named_modules()}
+    stages, packed, dense, grids = {}, 0, 0, {}
     t0 = time.perf_counter()
     for li, layer in enumerate(layers):
         for stage in _stages(layer):
@@ -102,11 +104,17 @@ def quantize(model, samples: list[torch.Tensor], algorithm, layer_bytes, **kw) -
             st = q.fasterquant(**kw)
             stages[f"{li}." + "+".join(n for n, _ in stage)] = st
             stacked.write_back()
+            if getattr(q, "grid", None) is not None:  # stacked rows: split the grid back per module
+                rows = [m.weight.shape[0] for _, m in stage]
+                for (_, m), s, z in zip(stage, q.grid["scale"].split(rows), q.grid["zero"].split(rows)):
+                    grids[names[id(m)]] = {"scale": s, "zero": z, "perm": q.grid["perm"]}
             for _, m in stage:
                 packed += layer_bytes(*m.weight.shape, st)
                 dense += m.weight.numel() * m.weight.element_size()
         outs = _run(layer, inputs)
         inputs = [(o, kw_) for o, (_, kw_) in zip(outs, inputs)]
+    if grids:
+        model.quant_grids = grids
     return summarize(stages, packed, dense, time.perf_counter() - t0)
 
 

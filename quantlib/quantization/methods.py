@@ -16,7 +16,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from quantlib.quantization import bnb, calibrated, gptq, layerwise, rtn, spqr
+from quantlib.quantization import bnb, calibrated, gptq, kernels, layerwise, rtn, spqr
 from quantlib.quantization import calibration as calibration_module
 
 DTYPE_BITS = {"float32": 32, "bfloat16": 16, "float16": 16}
@@ -42,6 +42,7 @@ class Method:
     version: str = "1"               # bump when the algorithm's output changes on purpose
     code: tuple = ()                 # modules whose source shapes the output (hashed into cache keys)
     layer_bytes: Callable | None = None  # (rows, columns, bits, group_size, params, stats) -> stored bytes
+    pack: Callable | None = None     # (model, bits, group_size) -> (model on packed kernels, kernel info)
 
     def resolve_bits(self, bits, dtype: str):
         if bits is None and self.name == "fp":
@@ -122,7 +123,8 @@ register(Method("gptq", "GPTQ", (2, 3, 4, 8), calibrated.load_layerwise(gptq.GPT
                 "damp 0.01, symmetric (the paper's setting)", group_size=128,
                 params={"percdamp": 0.01, "actorder": True, "sym": True},
                 param_labels={"sym": {False: "asym"}, "actorder": {False: "no-actorder"}},
-                calibrated=True, line=True, color="#cc78bc", marker="o", code=(gptq,) + CAL, layer_bytes=_gptq_bytes))
+                calibrated=True, line=True, color="#cc78bc", marker="o", code=(gptq,) + CAL, layer_bytes=_gptq_bytes,
+                pack=kernels.pack))
 register(Method("spqr", "SpQR", (2, 3, 4, 8), calibrated.load_layerwise(spqr.SpQR), "SpQR (simulated), group 16, "
                 "3-bit statistics in groups of 16, outlier threshold 0.2, act-order", group_size=16,
                 params={"percdamp": 0.01, "actorder": True, "outlier_threshold": 0.2, "qq_bits": 3, "beta2": 16},
@@ -140,6 +142,30 @@ def get(name: str) -> Method:
     if name not in registry():
         raise KeyError(f"unknown method {name!r}; known: {sorted(METHODS)}")
     return METHODS[name]
+
+
+def speed_model(variant, model) -> tuple:
+    """The model whose memory and decode speed a run reports, and the kernel it computes with:
+    GPTQ's packed copy where its kernel exists (4 bits on CPU), else the scored model itself."""
+    method = get(variant.method)
+    if method.pack is not None:
+        packed, info = method.pack(model, variant.bits, variant.group_size)
+        if info["packed_layers"]:
+            return packed, info
+    kernel = "dense (dequantized weights)" if method.dense and method.name != "fp" else (
+        "dense" if method.dense else f"{method.title} (bitsandbytes)")
+    return model, {"kernel": kernel}
+
+
+def weights_key(variant, info: dict) -> dict:
+    """What results computed on these weights are keyed by: the variant's key, with the algorithm's
+    code hash replaced by the checksum of the weights it produced where the method stores them
+    (GPTQ, SpQR): a code change that leaves the weights unchanged keeps the results, one that
+    changes them misses."""
+    key = variant.key()
+    if info.get("weights_sha256"):
+        key = {k: v for k, v in key.items() if k != "code_sha256"} | {"weights_sha256": info["weights_sha256"]}
+    return key
 
 
 def load(variant):

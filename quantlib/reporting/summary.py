@@ -56,7 +56,8 @@ def _run_attributes(folder: Path, spec: dict) -> dict:
         a.update(prefill_tok_s=e["prefill_tokens_per_s"], decode_tok_s=e["decode_tokens_per_s"],
                  peak_memory_bytes=e["peak_memory_bytes"], peak_memory_kind=e["peak_memory_kind"],
                  speed_new_tokens=e["new_tokens"], speed_prompt_tokens=e["prompt_tokens"],
-                 speed_dtype=e.get("dtype"), speed_threads=e.get("threads"))
+                 speed_dtype=e.get("dtype"), speed_threads=e.get("threads"), speed_kernel=e.get("kernel"),
+                 packed_weight_bytes=e.get("packed_weight_bytes"))
     a["mmlu_top_choice_share"] = top_choice_share(folder / "samples" / "mmlu.jsonl")
     return a
 

@@ -23,7 +23,8 @@ def measure_efficiency(folder: Path) -> str:
         return "done before"
     spec = records.read_spec(folder)
     model, _ = methods.load(spec.variant)
-    efficiency.measure_into(folder, model, loading.load_tokenizer(spec.model), spec.efficiency)
+    model, kernel = methods.speed_model(spec.variant, model)
+    efficiency.measure_into(folder, model, loading.load_tokenizer(spec.model), spec.efficiency, kernel)
     return "measured"
 
 

@@ -93,10 +93,11 @@ def measure(model, tokenizer, prompt_tokens: int = 256, new_tokens: int = 512, r
     }
 
 
-def measure_into(folder, model, tokenizer, settings) -> dict:
-    """measure() with a spec's efficiency settings, written to the run's efficiency.json; returns it."""
+def measure_into(folder, model, tokenizer, settings, kernel: dict) -> dict:
+    """measure() with a spec's efficiency settings and the kernel the model computes with, written to
+    the run's efficiency.json; returns it."""
     result = measure(model, tokenizer, settings.prompt_tokens, settings.new_tokens, settings.repeats)
     result |= {"threads": torch.get_num_threads(), "cpus": os.cpu_count(),
-               "dtype": str(model.dtype).replace("torch.", "")}
+               "dtype": str(model.dtype).replace("torch.", ""), **kernel}
     files.write_json(folder / "efficiency.json", result)
     return result

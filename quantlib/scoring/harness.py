@@ -144,15 +144,19 @@ def evaluate(model, tokenizer, benchmark: str, limit: int | None, samples_dir: P
             "lm_eval_config": {k: v for k, v in res.get("config", {}).items() if k in ("batch_size", "limit")}}
 
 
+# bump when a change to this module changes what a benchmark records (the task files are hashed)
+SCORER_VERSION = "2"
+
+
 def result_key(weights_key: dict, model, benchmark: str, limit: int | None, batch_size: int = 8) -> dict:
-    """What determines a benchmark result: the quantized weights (their cache key: model, method,
-    protocol, algorithm code, dtype), the device, the task definitions, the limit, the harness (lm-eval's
-    version and this module's code) and the batch size."""
+    """What determines a benchmark result: the quantized weights (methods.weights_key: model, method,
+    protocol, dtype, and the weights' checksum or the algorithm's code), the device, the task
+    definitions, the limit, the scorer (lm-eval's version and SCORER_VERSION) and the batch size."""
     from importlib.metadata import version
 
     return {"weights": weights_key, "device": str(model.device.type), "benchmark": benchmark,
             "task_sha256": task_sha256(benchmark), "limit": limit, "lm_eval": version("lm_eval"),
-            "harness_sha256": files.digest(Path(__file__).read_text()), "batch_size": batch_size,
+            "scorer_version": SCORER_VERSION, "batch_size": batch_size,
             "judge": (judge.configured() or {}).get("model") if suite.registry()[benchmark].get("judge") else None}
 
 
@@ -176,8 +180,9 @@ def score_into(run_dir: Path, model, tokenizer, weights_key: dict, benchmark: st
         except (OSError, ValueError, KeyError, TypeError):
             continue
         if where == "cache":
+            result |= {"cache": {"key": key, "hit": True, "entry": shared.name}}
             files.atomic_write_text(own[1], text)
-            files.write_json(own[0], result | {"cache": {"key": key, "hit": True, "entry": shared.name}})
+            files.write_json(own[0], result)
         return result
     result = evaluate(model, tokenizer, benchmark, limit, run_dir / "samples", batch_size)
     result |= {"cache": {"key": key, "hit": False}}
