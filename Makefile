@@ -14,6 +14,9 @@ CPUS_PER_RUN ?= 1
 # offline benchmark copies; unset or empty = load from the hub
 QUANTLIB_DATA_DIR ?= $(if $(wildcard ../shared/benchmarks),$(abspath ../shared/benchmarks),)
 export QUANTLIB_DATA_DIR
+# the paper's tables as CSV (read, never copied); unset: the report shows this project's numbers alone
+QUANTLIB_PAPER_DIR ?= $(if $(wildcard ../shared/paper/results.csv),$(abspath ../shared/paper),)
+export QUANTLIB_PAPER_DIR
 # GPU machines: make TORCH_SPEC="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128" venv
 TORCH_SPEC ?=
 

@@ -1,6 +1,10 @@
 """Speed figures of the pipeline itself (not of the quantized models): prints measurements and ratios.
 
-    python benchmarks/perf.py peak        # fp32 matmul peak of this machine (FLOP/s)
+    python benchmarks/perf.py peak        # fp32 and bf16 matmul peaks of this machine (FLOP/s)
+    python benchmarks/perf.py kernels [--model M]   # decode speed and weight memory: fp32 dense, bf16
+                                          # dense, GPTQ-4 on the packed int4 kernel (ratios)
+    python benchmarks/perf.py dtype [--model M]     # bf16 against fp32: perplexity, top-1 agreement
+                                          # and scoring speed on the same windows
     python benchmarks/perf.py harness     # the project's scoring path vs a plain lm-eval run, and
                                           # achieved FLOP/s while scoring vs the matmul peak
     python benchmarks/perf.py ray         # grid wall time with 2 Ray workers vs 1 (tiny model)
@@ -29,9 +33,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 
-def matmul_peak(n: int = 2048, repeats: int = 5) -> float:
-    """Best-of-N dense fp32 matmul rate with torch's default threads."""
-    a, b = torch.randn(n, n), torch.randn(n, n)
+def matmul_peak(n: int = 2048, repeats: int = 5, dtype=torch.float32) -> float:
+    """Best-of-N dense matmul rate with torch's default threads."""
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
     a @ b
     best = min(_timed(lambda: a @ b)[1] for _ in range(repeats))
     return 2 * n ** 3 / best
@@ -115,6 +119,69 @@ def ray_speedup(cells: int = 4) -> None:
               f"(with the serial speed stage), speed-up {times[1] / times[2]:.2f}")
 
 
+def _decode_tok_s(model, tok, new_tokens: int = 32, repeats: int = 3) -> float:
+    from quantlib.scoring import efficiency
+
+    return efficiency.measure(model, tok, 128, new_tokens, repeats)["decode_tokens_per_s"]
+
+
+def _weights(model) -> int:
+    return sum(t.numel() * t.element_size() for t in list(model.parameters()) + list(model.buffers()))
+
+
+def kernels(model_name: str) -> None:
+    """Decode speed (batch 1) and weight bytes of one model: fp32 dense, bf16 dense, and GPTQ-4
+    (group 128, act-order, 8 calibration samples: the kernel's speed does not depend on them) on
+    torch's packed int4 CPU kernel, all measured in this process one after another."""
+    from quantlib.models import load as loading
+    from quantlib.quantization import calibration, gptq, layerwise
+    from quantlib.quantization import kernels as k
+    from quantlib.quantization.variant import Calibration
+
+    tok = loading.load_tokenizer(model_name)
+    fp32 = loading.load_fp(model_name, "float32")
+    dec32 = _decode_tok_s(fp32, tok)
+    del fp32
+    bf16 = loading.load_fp(model_name, "bfloat16")
+    dec16 = _decode_tok_s(bf16, tok)
+    samples = calibration.samples(tok, Calibration(n_samples=8))
+    layerwise.quantize(bf16, samples, gptq.GPTQ, lambda r, c, st: 0, bits=4, group_size=128,
+                       percdamp=0.01, actorder=True, sym=True)
+    packed, info = k.pack(bf16, 4, 128)
+    dec4 = _decode_tok_s(packed, tok)
+    print(f"kernels: {model_name} decode tokens/s (batch 1, {torch.get_num_threads()} threads): "
+          f"fp32 {dec32:.1f}, bf16 {dec16:.1f}, GPTQ-4 int4 packed {dec4:.1f} ({info['packed_layers']} layers packed, "
+          f"{len(info['dense_layers'])} left dense); ratios bf16/fp32 {dec16 / dec32:.2f}, "
+          f"int4/bf16 {dec4 / dec16:.2f}")
+    w16, w4 = _weights(bf16), _weights(packed)
+    print(f"kernels: weight bytes bf16 {w16 / 2**20:.0f} MiB, int4 packed {w4 / 2**20:.0f} MiB (ratio {w4 / w16:.2f})")
+
+
+def dtype_agreement(model_name: str, windows: int = 4) -> None:
+    """bf16 against fp32 on the same WikiText-2 windows: perplexity, top-1 agreement, scoring speed."""
+    from quantlib.models import load as loading
+    from quantlib.scoring import perplexity
+
+    tok = loading.load_tokenizer(model_name)
+    wins = perplexity.windows(tok, perplexity.corpus("wikitext2"), 2048, windows)
+    out = {}
+    for dtype in ("float32", "bfloat16"):
+        model = loading.load_fp(model_name, dtype)
+        perplexity.window_logits(model, wins[0][:64])  # warm-up
+        t = time.perf_counter()
+        logps = [perplexity.window_logits(model, w) for w in wins]
+        out[dtype] = (time.perf_counter() - t, logps)
+        del model
+    (t32, l32), (t16, l16) = out["float32"], out["bfloat16"]
+    ppl = {d: float(torch.exp(torch.tensor([perplexity.nll(lp, w) for lp, w in zip(out[d][1], wins)]).mean()))
+           for d in out}
+    agree = float(torch.cat([(a.argmax(-1) == b.argmax(-1)).float() for a, b in zip(l32, l16)]).mean())
+    tokens = wins.numel()
+    print(f"dtype: {model_name}, {windows} WikiText-2 windows: perplexity fp32 {ppl['float32']:.3f}, bf16 "
+          f"{ppl['bfloat16']:.3f} ({ppl['bfloat16'] / ppl['float32'] - 1:+.2%}); top-1 agreement {agree:.2%}; "
+          f"scoring {tokens / t32:.0f} vs {tokens / t16:.0f} tokens/s (bf16/fp32 {t32 / t16:.2f}x)")
+
+
 def threads_vs_processes() -> None:
     """Why the Makefile runs 2 runs x 1 thread on 2 cores: the model's own matmul shapes (SmolLM2-135M,
     fp32), a decode step (4 sequences) and a batched forward (1280 tokens), in one 2-thread process
@@ -192,12 +259,19 @@ def report(cold: bool, into: str | None = None) -> None:
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("what", choices=("peak", "harness", "ray", "threads", "report", "costs"))
+    ap.add_argument("what", choices=("peak", "harness", "ray", "threads", "report", "costs", "kernels", "dtype"))
+    ap.add_argument("--model", default="smollm2-135m-instruct", help="kernels, dtype: a registered model or id")
     ap.add_argument("--cold", action="store_true")
     ap.add_argument("--into", help="report --cold: clone into this new folder and keep it")
     a = ap.parse_args()
     if a.what == "peak":
-        print(f"peak: fp32 matmul {matmul_peak() / 1e9:.1f} GFLOP/s ({torch.get_num_threads()} threads)")
+        f32, b16 = matmul_peak(), matmul_peak(dtype=torch.bfloat16)
+        print(f"peak: fp32 matmul {f32 / 1e9:.1f} GFLOP/s, bf16 {b16 / 1e9:.1f} GFLOP/s (ratio {b16 / f32:.2f}, "
+              f"{torch.get_num_threads()} threads)")
+    elif a.what == "kernels":
+        kernels(a.model)
+    elif a.what == "dtype":
+        dtype_agreement(a.model)
     elif a.what == "harness":
         harness()
     elif a.what == "costs":

@@ -11,7 +11,7 @@ from quantlib.reporting import report
 
 
 def test_committed_summary_covers_the_default_grid():
-    df = report.summary()
+    df = report.summary(scope="default")
     assert (df["status"] == "done").all(), df.loc[df["status"] != "done", ["run", "error"]]
     assert set(df["label"]) >= {"fp32", "bnb-int8", "bnb-nf4", "gptq-8b", "gptq-4b", "gptq-3b", "gptq-2b"}
     for run in df["run"]:
@@ -89,3 +89,27 @@ def test_appendix_copies_are_rewritten_only_when_changed(tmp_path, monkeypatch):
     records.set_status(runs / "a", "failed")
     book_runs.main()
     assert copy.stat().st_mtime > 0 and "failed" in copy.read_text()
+
+
+def test_appendix_pages_hide_the_building_machines_folders_and_are_titled_readably(tmp_path, monkeypatch):
+    import json
+
+    from quantlib.reporting import book_runs
+    from quantlib.running import records
+
+    runs, book = tmp_path / "runs", tmp_path / "book"
+    monkeypatch.setattr(paths, "RUNS", runs)
+    monkeypatch.setattr(paths, "BOOK", book)
+    nb = {"cells": [{"cell_type": "markdown", "metadata": {}, "source": "x"},
+                    {"cell_type": "code", "metadata": {}, "source": 'run_dir = "/tmp/cold/data/runs/r"',
+                     "outputs": [{"output_type": "stream", "name": "stderr",
+                                  "text": "/home/u/repo/.venv/lib/a.py:1\n"}]}],
+          "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
+    (runs / "r").mkdir(parents=True)
+    (runs / "r" / "run.ipynb").write_text(json.dumps(nb))
+    (runs / "r" / "spec.json").write_text(json.dumps({"title": "SpQR 2-bit, no outliers", "model": "m"}))
+    records.set_status(runs / "r", "done")
+    book_runs.main()
+    text = (book / "runs" / "r.ipynb").read_text()
+    assert "/tmp/cold" not in text and "/home/u" not in text and "<repo>/data/runs/r" in text
+    assert "# SpQR 2-bit, no outliers (m)" in text and "override the defaults" in text

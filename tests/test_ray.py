@@ -1,4 +1,7 @@
 """The grid on a real local Ray instance: runs in parallel, a killed worker's run is retried."""
+import pytest
+
+pytestmark = pytest.mark.slow  # a real Ray instance: minutes (make test runs it; make test-fast does not)
 import json
 import os
 import signal

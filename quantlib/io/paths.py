@@ -42,3 +42,16 @@ def data_file(relative: str) -> Path:
     if not path.exists():
         raise FileNotFoundError(f"missing data file {path} (QUANTLIB_DATA_DIR={base})")
     return path
+
+
+def paper_dir() -> Path | None:
+    """The paper's tables as CSV (QUANTLIB_PAPER_DIR; by default `paper/` beside the data directory);
+    None when absent: the report then shows this project's numbers alone."""
+    value = os.environ.get("QUANTLIB_PAPER_DIR")
+    if value:
+        path = Path(value).expanduser().resolve()
+        if not path.is_dir():
+            raise FileNotFoundError(f"QUANTLIB_PAPER_DIR={value!r} is not a directory")
+        return path
+    base = data_dir()
+    return base.parent / "paper" if base is not None and (base.parent / "paper" / "results.csv").exists() else None

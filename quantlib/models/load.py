@@ -92,6 +92,33 @@ def _convert_embedded(name: str) -> Path:
     return target
 
 
+class Fp32Head(torch.nn.Module):
+    """The output projection computed in fp32 from an fp32 copy of its weight: bf16 logits are rounded
+    to steps of 0.125 at the magnitudes LLM logits take, which ties the log-likelihoods of
+    multiple-choice answers (9% of MMLU items for Qwen2.5-Coder-0.5B) and biases the argmax toward
+    the first choice. Scoring reads exact logits; the body still computes in the run's dtype."""
+
+    def __init__(self, head: torch.nn.Linear):
+        super().__init__()
+        self.weight = torch.nn.Parameter(head.weight.detach().float(), requires_grad=False)
+        self.bias = None if head.bias is None else torch.nn.Parameter(head.bias.detach().float(),
+                                                                      requires_grad=False)
+
+    def forward(self, x):
+        return torch.nn.functional.linear(x.float(), self.weight, self.bias)
+
+
+def exact_logits(model):
+    """The model with fp32 logits (a no-op in fp32): what perplexity and benchmarks are scored with."""
+    head = model.get_output_embeddings()
+    if isinstance(head, torch.nn.Linear) and head.weight.dtype != torch.float32:
+        model.set_output_embeddings(Fp32Head(head))
+    return model
+
+
+LOGITS = "float32"  # the precision scores are computed in (part of every score's cache key)
+
+
 def load_tokenizer(model: str):
     """The model's tokenizer; a registered model's comes straight from its GGUF when the model has
     not been converted yet (no 40-60 s conversion just for a tokenizer)."""

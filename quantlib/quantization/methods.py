@@ -43,6 +43,7 @@ class Method:
     code: tuple = ()                 # modules whose source shapes the output (hashed into cache keys)
     layer_bytes: Callable | None = None  # (rows, columns, bits, group_size, params, stats) -> stored bytes
     pack: Callable | None = None     # (model, bits, group_size) -> (model on packed kernels, kernel info)
+    paper: str | None = None         # the method's name in the paper's tables (QUANTLIB_PAPER_DIR)
 
     def resolve_bits(self, bits, dtype: str):
         if bits is None and self.name == "fp":
@@ -107,10 +108,11 @@ def _spqr_bytes(rows, columns, bits, group_size, params, stats):
 
 CAL = (calibrated, layerwise, calibration_module)
 register(Method("fp", "full precision", (16, 32), calibrated.load_fp, "the baseline: bf16 where the hardware "
-                "computes it natively (CUDA, CPUs with AVX512-BF16), else fp32", color="#4d4d4d", marker="*"))
+                "computes it natively (CUDA, CPUs with AVX512-BF16), else fp32", color="#4d4d4d", marker="*",
+                paper="bf16"))
 register(Method("bnb-int8", "LLM.int8()", (8,), bnb.load_int8, "LLM.int8() (bitsandbytes), outlier threshold 6; "
                 "on CPU its int8 matmul casts activations to fp16", default_bits=8, dense=False,
-                color="#0173b2", marker="s", code=(bnb,)))
+                color="#0173b2", marker="s", code=(bnb,), paper="llm.int8"))
 register(Method("bnb-nf4", "NF4", (4,), bnb.load_4bit("nf4"), "bitsandbytes NF4, block 64, compute in the run's "
                 "dtype", default_bits=4, dense=False, color="#029e73", marker="^", code=(bnb,)))
 register(Method("bnb-fp4", "FP4", (4,), bnb.load_4bit("fp4"), "bitsandbytes FP4, block 64, compute in the run's "
@@ -124,12 +126,12 @@ register(Method("gptq", "GPTQ", (2, 3, 4, 8), calibrated.load_layerwise(gptq.GPT
                 params={"percdamp": 0.01, "actorder": True, "sym": True},
                 param_labels={"sym": {False: "asym"}, "actorder": {False: "no-actorder"}},
                 calibrated=True, line=True, color="#cc78bc", marker="o", code=(gptq,) + CAL, layer_bytes=_gptq_bytes,
-                pack=kernels.pack))
+                pack=kernels.pack, paper="gptq"))
 register(Method("spqr", "SpQR", (2, 3, 4, 8), calibrated.load_layerwise(spqr.SpQR), "SpQR (simulated), group 16, "
                 "3-bit statistics in groups of 16, outlier threshold 0.2, act-order", group_size=16,
                 params={"percdamp": 0.01, "actorder": True, "outlier_threshold": 0.2, "qq_bits": 3, "beta2": 16},
                 param_labels={"outlier_threshold": {math.inf: "no-outliers"}}, calibrated=True, line=True,
-                color="#de8f05", marker="D", code=(spqr, gptq) + CAL, layer_bytes=_spqr_bytes))
+                color="#de8f05", marker="D", code=(spqr, gptq) + CAL, layer_bytes=_spqr_bytes, paper="spqr"))
 
 def registry() -> dict[str, Method]:
     """Every method: the built-in ones above, plus those the modules named in QUANTLIB_PLUGINS register."""

@@ -6,6 +6,7 @@ in data/runs keeps the notebook exactly as executed."""
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 
 from quantlib.io import paths
@@ -28,6 +29,15 @@ def collapse_streams(cell: dict) -> dict:
     return {**cell, "outputs": merged + others} if "outputs" in cell else cell
 
 
+# an absolute folder of the machine that built a record, before a folder of the project
+_MACHINE_PATH = re.compile(r"(?:/[\w.+-]+)+?/(?=(?:data/runs|notebooks|quantlib|\.venv|\.cache)/)")
+
+
+def scrub(text: str) -> str:
+    """The notebook's text with the building machine's folders replaced by `<repo>/`."""
+    return _MACHINE_PATH.sub("<repo>/", text)
+
+
 def main() -> None:
     """Writes only notebooks whose content changed (Sphinx re-reads a file whenever it is rewritten,
     which made a warm `make book` re-read every run), and removes those of runs no longer recorded."""
@@ -38,11 +48,15 @@ def main() -> None:
         folder = nb_path.parent
         nb = json.loads(nb_path.read_text())
         state = records.status(folder) or "unknown"
+        spec = json.loads((folder / "spec.json").read_text()) if (folder / "spec.json").exists() else {}
+        title = f"{spec.get('title') or folder.name} ({spec.get('model', '?')})"
         nb["cells"][0] = {"cell_type": "markdown", "metadata": {}, "id": "run-title",
-                          "source": f"# {folder.name}\n\nStatus: **{state}**. The executed notebook of this run, "
-                                    f"as recorded in `data/runs/{folder.name}/run.ipynb`."}
+                          "source": f"# {title}\n\nRun `{folder.name}`, status **{state}**: the executed notebook "
+                                    f"as recorded in `data/runs/{folder.name}/run.ipynb`. The cell tagged "
+                                    "`injected-parameters` (after the `parameters` cell) holds this run's values; "
+                                    "they override the defaults above it."}
         nb["cells"] = [collapse_streams(c) for c in nb["cells"]]
-        out, text = target / f"{folder.name}.ipynb", json.dumps(nb, indent=1)
+        out, text = target / f"{folder.name}.ipynb", scrub(json.dumps(nb, indent=1))
         wanted.add(out.name)
         if not out.exists() or out.read_text() != text:
             out.write_text(text)

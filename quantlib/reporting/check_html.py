@@ -3,7 +3,9 @@
     python -m quantlib.reporting.check_html [BUILD_DIR] [--screenshots DIR]
 
 A page fails if it does not load, if a figure the page references does not render (an <img> with no
-pixels), or if executed code left an error in it (a traceback or stderr output). Screenshots go to
+pixels), if executed code left an error in it (a traceback or stderr output), if it requests anything
+from outside this machine (the book must work offline: MathJax and fonts included), or if a table is
+clipped (wider than the space it is shown in). Screenshots go to
 book/_build/screenshots/ (build artefacts). Needs Debian's chromium and chromium-driver and the
 selenium package; exit 0 all pages pass, 1 some page failed, 2 the browser is missing.
 """
@@ -39,7 +41,36 @@ def browser():
     opts.binary_location = CHROMIUM
     for f in FLAGS:
         opts.add_argument(f)
+    opts.set_capability("goog:loggingPrefs", {"performance": "ALL"})  # every request the page makes
     return webdriver.Chrome(service=Service(DRIVER), options=opts)
+
+
+LOCAL = ("http://127.0.0.1", "data:", "blob:", "about:", "chrome", "devtools:")
+
+
+def external_requests(driver) -> list[str]:
+    """URLs the page asked for outside this machine (from the browser's network log)."""
+    import json
+
+    urls = []
+    for entry in driver.get_log("performance"):
+        msg = json.loads(entry["message"])["message"]
+        if msg.get("method") == "Network.requestWillBeSent":
+            url = msg["params"]["request"]["url"]
+            if not url.startswith(LOCAL):
+                urls.append(url)
+    return urls
+
+
+CLIPPED_TABLES = """
+return Array.from(document.querySelectorAll('main table, article table')).filter(t => {
+  for (let e = t.parentElement; e && e !== document.body; e = e.parentElement) {
+    const s = getComputedStyle(e);
+    if (['auto', 'scroll', 'hidden'].includes(s.overflowX)) return t.scrollWidth > e.clientWidth + 2;
+  }
+  return t.getBoundingClientRect().right > document.documentElement.clientWidth + 2;
+}).map(t => (t.querySelector('caption') || t).textContent.trim().slice(0, 80));
+"""
 
 
 class _Quiet(http.server.SimpleHTTPRequestHandler):
@@ -58,8 +89,10 @@ def check_page(driver, url: str, chapter: bool = True) -> list[str]:
     """Problems found on one page (empty: it passed)."""
     from selenium.webdriver.common.by import By
 
+    driver.get_log("performance")  # drop what earlier pages logged
     driver.get(url)
-    problems = []
+    problems = [f"external request: {u}" for u in external_requests(driver)]
+    problems += [f"clipped table: {t!r}" for t in driver.execute_script(CLIPPED_TABLES)]
     if "404" in driver.title or not driver.find_elements(By.CSS_SELECTOR, "main, article, .bd-article"):
         problems.append("page did not load")
     for img in driver.find_elements(By.CSS_SELECTOR, "main img, article img"):

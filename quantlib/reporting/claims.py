@@ -1,5 +1,6 @@
-"""The paper's claims, each with this build's evidence and a verdict computed from data/summary.csv
-(thresholds in data/claims.yaml): holds / does not hold / inconclusive."""
+"""The paper's claims, each with this build's evidence and a verdict computed from the summary
+(thresholds in data/claims.yaml): holds / does not hold / inconclusive, with the threshold it was
+judged by, the number of items or windows behind it, an interval, and the caveats that bound it."""
 from __future__ import annotations
 
 import numpy as np
@@ -7,7 +8,6 @@ import pandas as pd
 import yaml
 
 from quantlib.io import paths
-from quantlib.quantization import methods
 from quantlib.reporting import report, stats
 from quantlib.scoring import suite
 
@@ -22,88 +22,152 @@ def _bench(df):
     return [n for n in suite.names() if n in df and df[n].notna().any()]
 
 
+def _get(row, col, default=float("nan")):
+    v = row.get(col, default)
+    return default if v is None or (isinstance(v, float) and np.isnan(v)) else v
+
+
+def _out(verdict, evidence, threshold, n="", interval=""):
+    return {"verdict": verdict, "evidence": evidence, "threshold": threshold, "n": n, "interval": interval}
+
+
 def c1(df, cfg, model):
-    fp = df[(df["model"] == model) & (df["method"] == "fp")].iloc[0]
-    v = df[(df["model"] == model) & (df["label"] == cfg["C1"]["variant"])]
+    c = cfg["C1"]
+    limit = 1 + c["max_ppl_rise"]
+    threshold = (f"WikiText-2 perplexity ratio to the baseline at most {limit:.2f} (95% interval over windows), "
+                 f"and no benchmark drop significant at {cfg['alpha']}")
+    v = df[(df["model"] == model) & (df["label"] == c["variant"])]
     if v.empty:
-        return OPEN, f"no {cfg['C1']['variant']} run"
+        return _out(OPEN, f"no {c['variant']} run", threshold)
     v = v.iloc[0]
-    rise = v["ppl_wikitext2"] / fp["ppl_wikitext2"] - 1
-    drops = [n for n in _bench(df) if pd.notna(v.get(f"{n}_p")) and v[f"{n}_p"] < cfg["alpha"] and v[n] < fp[n]]
-    tested = [n for n in _bench(df) if pd.notna(v.get(f"{n}_p"))]
-    ev = (f"{cfg['C1']['variant']}: WikiText-2 perplexity {rise:+.0%}; significant drops on {len(drops)} of "
+    fp = report.baseline(df, model)
+    tested = [n for n in _bench(df) if pd.notna(_get(v, f"{n}_p"))]
+    drops = [n for n in tested if v[f"{n}_p"] < cfg["alpha"] and v[n] < fp[n]]
+    items = int(sum(_get(v, f"{n}_paired_n", 0) for n in tested))
+    windows = int(_get(v, "ppl_wikitext2_windows", 0))
+    ratio, lo, hi = (_get(v, f"ppl_wikitext2_{k}") for k in ("ratio", "ratio_lo", "ratio_hi"))
+    if np.isnan(ratio):
+        ratio = v["ppl_wikitext2"] / fp["ppl_wikitext2"]
+    interval = f"ratio {ratio:.3f}" + (f" [{lo:.3f}, {hi:.3f}]" if not np.isnan(lo) else " (no interval: 1 window)")
+    ev = (f"{c['variant']}: WikiText-2 perplexity x{ratio:.3f}; significant drops on {len(drops)} of "
           f"{len(tested)} benchmarks" + (f" ({', '.join(drops)})" if drops else ""))
-    if rise > cfg["C1"]["max_ppl_rise"] or drops:
-        return FAILS, ev
-    return HOLDS, ev
+    n = f"{windows} windows; {items:,} paired items"
+    if drops or (not np.isnan(lo) and lo > limit):
+        return _out(FAILS, ev, threshold, n, interval)
+    if not np.isnan(lo) and hi <= limit:
+        return _out(HOLDS, ev, threshold, n, interval)
+    return _out(OPEN, ev + ("; one window cannot bound the rise" if np.isnan(lo) else ""), threshold, n, interval)
 
 
 def c2(df, cfg, model):
+    threshold = (f"Spearman(perplexity, score) below 0 with 95% confidence on at least "
+                 f"{cfg['C2']['min_share']:.0%} of benchmarks")
     q = df[(df["model"] == model) & (df["method"] != "fp")]
-    log_ppl = np.log10(q[[c for c in q if c.startswith("ppl_") and not c.endswith("_windows")]].mean(axis=1))
+    log_ppl = np.log10(report.mean_ppl(q))
     rows = [(n, stats.correlation(log_ppl, q[n])) for n in _bench(q)]
     rows = [(n, r) for n, r in rows if np.isfinite(r["spearman"])]
     if not rows:
-        return OPEN, "fewer than 4 scored quantized runs"
+        return _out(OPEN, "fewer than 4 scored quantized runs", threshold, f"{len(q)} quantized runs")
     neg = [n for n, r in rows if r["spearman_hi"] < 0]
-    ev = (f"Spearman(perplexity, score) below zero with 95% confidence on {len(neg)} of {len(rows)} benchmarks "
-          f"across {rows[0][1]['n']} quantized runs")
-    return (HOLDS if len(neg) >= cfg["C2"]["min_share"] * len(rows) else OPEN), ev
+    rho = np.median([r["spearman"] for _, r in rows])
+    ev = f"Spearman below zero with 95% confidence on {len(neg)} of {len(rows)} benchmarks"
+    verdict = HOLDS if len(neg) >= cfg["C2"]["min_share"] * len(rows) else OPEN
+    return _out(verdict, ev, threshold, f"{rows[0][1]['n']} quantized runs", f"median Spearman {rho:.2f}")
 
 
 def c3(df, cfg, model):
-    fams = df["model"].nunique()
-    if fams < 2:
-        return OPEN, "one model size in this build: the claim needs two sizes of one family (paper-qwen.yaml)"
+    ratio = cfg["C3"]["max_memory_ratio"]
+    threshold = (f"the larger model's best quantized variant within {ratio}x the smaller baseline's weight bytes "
+                 "scores higher on most benchmarks (paired 95% intervals on the same items)")
     fp = df[df["method"] == "fp"].set_index("model")
+    if len(fp) < 2:
+        return _out(OPEN, "one model size: the claim needs two sizes of one family", threshold)
     small, large = fp["weight_bytes"].idxmin(), fp["weight_bytes"].idxmax()
-    lq = df[(df["model"] == large) & (df["method"] != "fp") & (df["weight_bytes"] <= fp.loc[small, "weight_bytes"])]
+    budget = ratio * fp.loc[small, "weight_bytes"]
+    lq = df[(df["model"] == large) & (df["method"] != "fp") & (df["weight_bytes"] <= budget)]
     if lq.empty:
-        return OPEN, f"no quantized {large} run fits in the memory of {small} at full precision"
+        return _out(OPEN, f"no quantized {large} run within {ratio}x the memory of {small} at full precision",
+                    threshold)
     best = lq.sort_values("ppl_wikitext2").iloc[0]
-    wins = [n for n in _bench(df) if best[n] > fp.loc[small, n]]
-    ev = (f"{large} {best['label']} ({best['weight_bytes'] / 2**30:.1f} GiB) against {small} at full precision "
-          f"({fp.loc[small, 'weight_bytes'] / 2**30:.1f} GiB): higher on {len(wins)} of {len(_bench(df))} benchmarks")
-    return (HOLDS if len(wins) > len(_bench(df)) / 2 else FAILS), ev
+    wins, losses, names = [], [], []
+    for n in _bench(df):
+        a, b = report.samples_file(best["run"], n), report.samples_file(fp.loc[small, "run"], n)
+        if pd.isna(best.get(n)) or not a.exists() or not b.exists():
+            continue
+        st = stats.benchmark_stats(n, suite.headline(n), a, b)
+        names.append(n)
+        if st.get("delta_lo", 0) > 0:
+            wins.append(n)
+        elif st.get("delta_hi", 0) < 0:
+            losses.append(n)
+    ev = (f"{large} {best['label']} ({best['weight_bytes'] / 2**30:.2f} GiB) against {small} at full precision "
+          f"({fp.loc[small, 'weight_bytes'] / 2**30:.2f} GiB): significantly higher on {len(wins)}, lower on "
+          f"{len(losses)} of {len(names)} benchmarks")
+    verdict = HOLDS if len(wins) > len(names) / 2 else FAILS if len(losses) > len(names) / 2 else OPEN
+    return _out(verdict, ev, threshold, f"{len(names)} benchmarks, same items",
+                f"memory ratio {best['weight_bytes'] / fp.loc[small, 'weight_bytes']:.2f}")
 
 
 def c4(df, cfg, model):
+    threshold = "a quantized kernel decodes slower than the slowest run on dense kernels (their spread is noise)"
     m = df[df["model"] == model]
     dense = report.dense_decode(df, model)
-    kernels = m[~m["method"].map(lambda k: methods.get(k).dense).astype(bool)]
+    kernels = m[~report.is_dense_speed(m) & m["decode_tok_s"].notna()]
+    if kernels.empty or dense.empty:
+        return _out(OPEN, "no run with quantized kernels, or no dense run", threshold)
     slower = kernels[kernels["decode_tok_s"] < dense.min()]
     ev = (f"dense runs decode at {dense.min():.1f}-{dense.max():.1f} tokens/s; "
           + ", ".join(f"{r['label']} {r['decode_tok_s']:.1f}" for _, r in kernels.iterrows()))
-    if kernels.empty:
-        return OPEN, "no run with quantized kernels"
-    return (HOLDS if len(slower) else FAILS), ev
+    return _out(HOLDS if len(slower) else FAILS, ev, threshold, f"{len(dense)} dense, {len(kernels)} kernel runs",
+                f"dense band {dense.min():.1f}-{dense.max():.1f} tokens/s")
 
 
 def c5(df, cfg, model):
+    c = cfg["C5"]
+    k = c["collapse_factor"]
+    threshold = (f"collapse = WikiText-2 perplexity above {k}x the baseline's; compared at nominal bits "
+                 f"(GPTQ-2 vs SpQR-2) and at matched storage ({c['matched']} vs SpQR-2)")
     m = df[df["model"] == model].set_index("label")
     if not {"gptq-2b", "spqr-2b"} <= set(m.index):
-        return OPEN, "needs gptq-2b and spqr-2b runs"
-    base, k = m.loc[m.index[m["method"] == "fp"][0], "ppl_wikitext2"], cfg["C5"]["collapse_factor"]
+        return _out(OPEN, "needs gptq-2b and spqr-2b runs", threshold)
+    base = report.baseline(df, model)["ppl_wikitext2"]
     g, s = m.loc["gptq-2b"], m.loc["spqr-2b"]
-    ev = (f"WikiText-2 perplexity x baseline: GPTQ-2 {g['ppl_wikitext2'] / base:.3g}, SpQR-2 "
-          f"{s['ppl_wikitext2'] / base:.3g} (collapse: above {k}x); stored bits/weight {g['stored_bits']:.2f} "
-          f"vs {s['stored_bits']:.2f}")
     collapsed = lambda r: r["ppl_wikitext2"] > k * base
-    return (HOLDS if collapsed(g) and not collapsed(s) else FAILS), ev
+    nominal = collapsed(g) and not collapsed(s)
+    ev = (f"x baseline perplexity: GPTQ-2 {g['ppl_wikitext2'] / base:.3g} ({g['stored_bits']:.2f} stored bits), "
+          f"SpQR-2 {s['ppl_wikitext2'] / base:.3g} ({s['stored_bits']:.2f} bits)")
+    matched = None
+    if c["matched"] in m.index:
+        r = m.loc[c["matched"]]
+        matched = r["stored_bits"] <= s["stored_bits"] and r["ppl_wikitext2"] < s["ppl_wikitext2"]
+        ev += (f"; {c['matched']} {r['ppl_wikitext2'] / base:.3g} at {r['stored_bits']:.2f} bits "
+               + ("beats" if matched else "does not beat") + " SpQR-2 at matched storage")
+    if nominal and matched:
+        verdict = "holds at nominal bits; not at matched storage"
+    else:
+        verdict = HOLDS if nominal else FAILS
+    return _out(verdict, ev, threshold, f"{int(_get(g, 'ppl_wikitext2_windows', 0))} windows per run")
 
 
 CLAIMS = {"C1": c1, "C2": c2, "C3": c3, "C4": c4, "C5": c5}
 
 
-def table(df: pd.DataFrame) -> pd.DataFrame:
-    """One row per claim: the paper's evidence, this build's, and the verdict."""
+def caveats(df: pd.DataFrame, cfg: dict) -> str:
+    gguf = ", ".join(sorted({f"{r['gguf_name']} ({r['gguf_file_type']})" for _, r in df.iterrows()
+                             if isinstance(r.get("gguf_name"), str)})) or "none"
+    calib = ", ".join(sorted({str(int(x)) for x in df.get("calib_samples", pd.Series()).dropna()})) or "no"
+    models = ", ".join(sorted(df["model"].unique()))
+    return "; ".join(c.format(models=models, gguf=gguf, calib=calib) for c in cfg["caveats"])
 
+
+def table(df: pd.DataFrame, model: str | None = None) -> pd.DataFrame:
+    """One row per claim: the paper's evidence, this build's, the verdict, and what it rests on."""
     cfg = config()
     df = report.done(df)  # finished runs, one per variant
-    model = df[df["method"] == "fp"]["model"].iloc[0]
+    model = model or df[df["method"] == "fp"]["model"].iloc[0]
     rows = []
     for key, fn in CLAIMS.items():
-        verdict, evidence = fn(df, cfg, model)
-        rows.append({"claim": f"{key}: {cfg[key]['claim']}", "paper": cfg[key]["paper"], "this build": evidence,
-                     "verdict": verdict})
+        r = fn(df, cfg, model)
+        rows.append({"claim": f"{key}: {cfg[key]['claim']}", "paper": cfg[key]["paper"], "this build": r["evidence"],
+                     "verdict": r["verdict"], "judged by": r["threshold"], "n": r["n"], "interval": r["interval"]})
     return pd.DataFrame(rows)

@@ -6,6 +6,7 @@ import os
 import matplotlib.pyplot as plt  # inline backend inside the book's kernels
 import numpy as np
 import pandas as pd
+import seaborn as sns
 
 from quantlib.io import files, paths
 from quantlib.quantization import methods
@@ -18,15 +19,29 @@ METRIC_NAMES = {"acc": "acc", "exact_match": "exact match", "bleu": "BLEU", "rou
                 "accuracy_amb": "acc, ambiguous", "accuracy_disamb": "acc, disambiguated",
                 "hsr": "HSR", "ssr": "SSR", "csl": "CSL"} | {f"hsr_level{k}": f"HSR level {k}" for k in range(1, 6)}
 MIB = 2 ** 20
+sns.set_theme(style="whitegrid", context="notebook", font_scale=0.9)  # every figure of the book
 
 
-def summary(path=paths.SUMMARY) -> pd.DataFrame:
-    """The summary, one row per run (the long table's one pivot), methods in the registry's order."""
+# the book's two parts: the study (the Qwen chat models) and the default grid (make report's fast check)
+SCOPES = {"study": ("study.yaml", "study-1.5b.yaml"), "default": ("default.yaml", "spqr-ablation.yaml")}
+
+
+def scope_models(scope: str) -> list[str]:
+    from quantlib.running.spec import grid_models
+
+    return [m for g in SCOPES[scope] if (paths.GRIDS / g).exists() for m in grid_models(paths.GRIDS / g)]
+
+
+def summary(path=paths.SUMMARY, scope: str | None = None) -> pd.DataFrame:
+    """The summary, one row per run (the long table's one pivot), methods in the registry's order;
+    `scope` keeps the runs of the study's or the default grid's models."""
     from quantlib.reporting.summary import wide
 
     if not path.exists():
         raise FileNotFoundError(f"{path} is missing: run `make summary` (or `make runs` first)")
     df = wide(pd.read_csv(path, dtype={"value": object}))
+    if scope is not None:
+        df = df[df["model"].isin(scope_models(scope))]
     order = list(methods.registry())
     df["method"] = pd.Categorical(df["method"], order + sorted(set(df["method"]) - set(order)),
                                   ordered=True)
@@ -48,12 +63,31 @@ def baseline(df: pd.DataFrame, model: str) -> pd.Series:
     return fp.iloc[0]
 
 
+def is_dense_speed(df: pd.DataFrame) -> pd.Series:
+    """Runs whose speed was measured on dense kernels: as recorded (speed_kernel), else the registry's
+    `dense` (records made before kernels were recorded)."""
+    by_method = df["method"].map(lambda k: methods.get(k).dense).astype(bool)
+    if "speed_kernel" not in df:
+        return by_method
+    return df["speed_kernel"].astype(str).str.startswith("dense").where(df["speed_kernel"].notna(), by_method)
+
+
 def dense_decode(df: pd.DataFrame, model: str) -> pd.Series:
-    """Decode tokens/s of one model's runs that compute with dense kernels (the registry's `dense`:
-    the baseline and the dequantized methods). They run the same computation, so their spread is the
-    machine's timing noise: the one noise band of the report."""
+    """Decode tokens/s of one model's runs on dense kernels (the baseline and the dequantized
+    methods). They run the same computation, so their spread is the machine's timing noise: the one
+    noise band of the report, used by every page and by claim C4."""
     m = df[df["model"] == model]
-    return m[m["method"].map(lambda k: methods.get(k).dense).astype(bool)]["decode_tok_s"].dropna()
+    return m[is_dense_speed(m).astype(bool)]["decode_tok_s"].dropna()
+
+
+def samples_file(run: str, benchmark: str):
+    return paths.RUNS / run / "samples" / f"{benchmark}.jsonl"
+
+
+def bbq_categories(df: pd.DataFrame) -> list[str]:
+    """BBQ categories with scored items in these runs (the offline copy lacks some of the 11)."""
+    return sorted(c.removeprefix("bbq_amb_bias_score_") for c in df.columns
+                  if c.startswith("bbq_amb_bias_score_") and df[c].notna().any())
 
 
 def key(label: str) -> str:
@@ -156,33 +190,42 @@ def _draw(ax, g: pd.DataFrame, x: str, col: str, fmt: str, **kw) -> None:
 
 
 def plot_vs_bits(df: pd.DataFrame, metrics: dict, ylabel: str | None = None, logy: bool = False,
-                 x: str = "bits", xlabel: str = "bits per weight", ncols: int | None = None):
-    """One panel per metric: GPTQ and SpQR as lines over bits, bitsandbytes as points, fp dashed (its
-    95% interval shaded); error bars are 95% bootstrap intervals over items.
-    With x='stored_bits' every method sits at the bits it really stores (fp as a point too)."""
-    ncols = ncols or len(metrics)
+                 x: str = "bits", xlabel: str | None = None, ncols: int | None = None):
+    """One panel per metric (n items in its title): line methods (GPTQ, RTN, SpQR) over nominal bits,
+    the others as points, one colour per method (the registry's) and one line style per model; each
+    model's baseline a horizontal reference line (its 95% interval shaded), the chance level dotted.
+    Error bars are 95% bootstrap intervals over items. With x='stored_bits' every method sits at the
+    bits it really stores (the baseline as a point too)."""
+    ncols = ncols or min(3, len(metrics))
     nrows = -(-len(metrics) // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.4 * nrows), squeeze=False)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.6 * ncols, 3.6 * nrows), squeeze=False)
+    styles = dict(zip(sorted(df["model"].unique()), ("-", "--", ":", "-.")))
     for ax, (col, name) in zip(axes.flat, metrics.items()):
         for model, g in df.groupby("model"):
+            ls = styles[model]
+            who = f" ({model})" if len(styles) > 1 else ""
             for key_, m in methods.registry().items():
                 if key_ == "fp":
                     continue
                 gm = main_variants(g[g["method"] == key_], key_) if m.line else g[g["method"] == key_]
                 if not gm.empty and gm[col].notna().any():
-                    _draw(ax, gm.sort_values(x), x, col, m.marker + ("-" if m.line else ""), color=m.color,
-                          ms=6 if m.line else 8, label=f"{m.title} ({model})")
+                    _draw(ax, gm.sort_values(x), x, col, m.marker + (ls if m.line else ""), color=m.color,
+                          ms=6 if m.line else 8, label=m.title + who)
             fp = g[g["method"] == "fp"]
-            if not fp.empty:
-                lab = f"{fp['label'].iloc[0]} ({model})"
+            if not fp.empty and pd.notna(fp[col].iloc[0]):
+                lab = f"baseline, {fp['label'].iloc[0]}{who}"
                 if x == "bits":
-                    ax.axhline(fp[col].iloc[0], ls="--", color="grey", label=lab)
+                    ax.axhline(fp[col].iloc[0], ls=ls, lw=1.2, color="#4d4d4d", label=lab)
                     if f"{col}_ci_lo" in fp and fp[f"{col}_ci_lo"].notna().iloc[0]:
-                        ax.axhspan(fp[f"{col}_ci_lo"].iloc[0], fp[f"{col}_ci_hi"].iloc[0], color="grey", alpha=0.15)
+                        ax.axhspan(fp[f"{col}_ci_lo"].iloc[0], fp[f"{col}_ci_hi"].iloc[0], color="grey", alpha=0.12)
                 else:
-                    _draw(ax, fp, x, col, "*", ms=11, color="grey", label=lab)
-        ax.set_title(name, fontsize=10)
-        ax.set_xlabel(xlabel)
+                    _draw(ax, fp, x, col, "*", ms=11, color="#4d4d4d", label=lab)
+        chance = df[f"{col}_chance"].dropna() if f"{col}_chance" in df else pd.Series(dtype=float)
+        if not chance.empty:
+            ax.axhline(chance.iloc[0], ls=":", lw=1, color="#d62728", label="chance")
+        n = df[f"{col}_n"].dropna() if f"{col}_n" in df else pd.Series(dtype=float)
+        ax.set_title(name + (f", n = {int(n.max()):,}" if not n.empty else ""), fontsize=10)
+        ax.set_xlabel(xlabel or ("nominal bits per weight" if x == "bits" else "stored bits per weight"))
         if x == "bits":
             ax.set_xticks([2, 3, 4, 8])
         if logy:

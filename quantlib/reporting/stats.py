@@ -87,8 +87,30 @@ def benchmark_stats(name: str, metric: str, run_samples: Path, base_samples: Pat
             b, q = [base[k] for k in keys], [run[k] for k in keys]
             binary = name not in BLEU_TOKENIZE and set(np.unique(np.r_[b, q]).tolist()) <= {0.0, 1.0}
             out.update(paired_n=len(keys), p=paired_p(name, b, q),
-                       flips=float(np.mean(np.asarray(b) != np.asarray(q))) if binary else None)
+                       flips=float(np.mean(np.asarray(b) != np.asarray(q))) if binary else None,
+                       **paired_delta(name, b, q))
     return out
+
+
+def paired_delta(name: str, base: list, quant: list, level: float = 0.95, power: float = 0.8) -> dict:
+    """The change from the baseline on the same items: its value, a paired bootstrap interval, and the
+    minimum detectable difference (MDD) of these n items, (z_{1-alpha/2} + z_power) times the bootstrap
+    standard error of the difference (quantlib.reporting.power, with the measured spread)."""
+    f = _statistic(name)
+    rng = np.random.default_rng(SEED)
+    n = len(base)
+    if n < 2:
+        return {}
+    idx = rng.integers(0, n, size=(1000 if name in BLEU_TOKENIZE else 2000, n))
+    if name in BLEU_TOKENIZE:
+        deltas = np.array([f([quant[i] for i in r]) - f([base[i] for i in r]) for r in idx])
+    else:
+        d = np.asarray(quant, dtype=float) - np.asarray(base, dtype=float)
+        deltas = d[idx].mean(axis=1)
+    lo, hi = np.quantile(deltas, [(1 - level) / 2, (1 + level) / 2])
+    z = stats.norm.ppf((1 + level) / 2) + stats.norm.ppf(power)
+    return {"delta": float(f(quant) - f(base)), "delta_lo": float(lo), "delta_hi": float(hi),
+            "mdd": float(z * deltas.std(ddof=1))}
 
 
 def correlation(x, y, level: float = 0.95) -> dict:
@@ -108,3 +130,21 @@ def correlation(x, y, level: float = 0.95) -> dict:
     z, half = np.arctanh(np.clip(rho, -0.999999, 0.999999)), stats.norm.ppf((1 + level) / 2) * 1.06 / np.sqrt(n - 3)
     return out | {"pearson": float(pr.statistic), "pearson_lo": float(ci.low), "pearson_hi": float(ci.high),
                   "spearman": rho, "spearman_lo": float(np.tanh(z - half)), "spearman_hi": float(np.tanh(z + half))}
+
+
+def perplexity_stats(nll: list, base_nll: list | None = None, level: float = 0.95) -> dict:
+    """Perplexity with a bootstrap interval over windows and, against the baseline on the same
+    windows, the ratio of perplexities with a paired interval (windows resampled together)."""
+    x = np.asarray(nll, dtype=float)
+    if len(x) < 2:
+        return {}
+    rng = np.random.default_rng(SEED)
+    idx = rng.integers(0, len(x), size=(2000, len(x)))
+    q = [(1 - level) / 2, (1 + level) / 2]
+    lo, hi = np.exp(np.quantile(x[idx].mean(axis=1), q))
+    out = {"ppl_lo": float(lo), "ppl_hi": float(hi)}
+    if base_nll is not None and len(base_nll) == len(x):
+        d = x - np.asarray(base_nll, dtype=float)
+        rlo, rhi = np.exp(np.quantile(d[idx].mean(axis=1), q))
+        out.update(ratio=float(np.exp(d.mean())), ratio_lo=float(rlo), ratio_hi=float(rhi))
+    return out

@@ -26,7 +26,9 @@ def column(entity: str, metric: str) -> str:
     if entity == "run":
         return metric
     if entity in PPL_CORPORA:
-        return {"ppl": f"ppl_{entity}", "windows": f"ppl_{entity}_windows"}.get(metric, f"{metric}_{entity}")
+        return {"ppl": f"ppl_{entity}", "windows": f"ppl_{entity}_windows"}.get(
+            metric, f"ppl_{entity}_{metric.removeprefix('ppl_')}" if metric.startswith(("ppl_", "ratio")) else
+            f"{metric}_{entity}")
     return entity if metric == suite.headline(entity) else f"{entity}_{metric}"
 
 
@@ -67,8 +69,7 @@ def rows(folder: Path) -> list[dict]:
     spec = files.read_json(folder / "spec.json")
     ident = {"run": folder.name, "model": spec["model"], "label": spec["label"], "method": spec["method"],
              "bits": spec["bits"]}
-    out = [ident | {"entity": "run", "metric": k, "value": v} for k, v in _run_attributes(folder, spec).items()
-           if v is not None]
+    out = [ident | {"entity": "run", "metric": k, "value": v} for k, v in _run_attributes(folder, spec).items()]
     if out[0]["value"] != "done":  # status first: unfinished runs carry their attributes only
         return out
     ppl = files.read_json(folder / "perplexity.json")["corpora"] if (folder / "perplexity.json").exists() else {}
@@ -85,9 +86,9 @@ def rows(folder: Path) -> list[dict]:
         vals = {b["metric"]: b["value"], "n": b["n"], "limit": b["limit_per_task"], "chance": b.get("chance"),
                 **{k: v for k, v in (b.get("metrics") or {}).items() if k != b["metric"]},
                 **{f"group_{g}": v for g, v in (b.get("groups") or {}).items()}}
-        if "judge" in b:  # which LLM judged the constraints no rule checks (None: those were skipped)
-            vals["judge"] = b["judge"]
         out += [ident | {"entity": name, "metric": k, "value": v} for k, v in vals.items() if v is not None]
+        if "judge" in b:  # which LLM judged the constraints no rule checks (empty: those were skipped)
+            out.append(ident | {"entity": name, "metric": "judge", "value": b["judge"]})
     return out
 
 
@@ -119,7 +120,18 @@ def uncertainty(long: pd.DataFrame, runs: Path) -> pd.DataFrame:
         base_file = Path(runs) / same[0] / "samples" / f"{name}.jsonl" if same else None
         st = stats.benchmark_stats(name, suite.headline(name), run_file, base_file)
         out += [ident | {"entity": name, "metric": k, "value": v} for k, v in st.items() if v is not None]
+    for _, ident in runs_.iterrows():  # perplexity: intervals over windows, paired with the baseline's
+        same = base.get(ident["model"], [])
+        ppl, ref = _window_nll(Path(runs) / ident["run"]), _window_nll(Path(runs) / same[0]) if same else {}
+        for corpus, nll in ppl.items():
+            st = stats.perplexity_stats(nll, ref.get(corpus) if same and same[0] != ident["run"] else None)
+            out += [ident.to_dict() | {"entity": corpus, "metric": k, "value": v} for k, v in st.items()]
     return pd.DataFrame(out, columns=long.columns)
+
+
+def _window_nll(folder: Path) -> dict:
+    f = folder / "perplexity.json"
+    return {c: p["window_nll"] for c, p in files.read_json(f)["corpora"].items()} if f.exists() else {}
 
 
 def write(runs: Path = paths.RUNS, out: Path = paths.SUMMARY) -> pd.DataFrame:

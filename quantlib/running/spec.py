@@ -210,6 +210,11 @@ def _read_grid(path: Path, seen=()) -> dict:
     return base
 
 
+def grid_models(path: str | Path) -> list[str]:
+    """The models a grid file names (after its includes)."""
+    return list(_read_grid(Path(path)).get("models") or [])
+
+
 def load_grid(path: str | Path) -> list[RunSpec]:
     """Expand a grid YAML (models x methods x bits) into validated run specs.
 

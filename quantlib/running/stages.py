@@ -43,7 +43,7 @@ def main(argv=None) -> int:
     ap.add_argument("stage", choices=["efficiency"])
     ap.add_argument("runs", nargs="*", type=Path)
     ap.add_argument("--here", action="store_true", help="measure in this process (what each fresh process runs)")
-    a = ap.parse_args(argv)
+    a = ap.parse_intermixed_args(argv)
     step = measure_efficiency if a.here else measure_efficiency_fresh
     folders = a.runs or [f for f in sorted(paths.RUNS.iterdir()) if records.complete(f)]
     failed = 0

@@ -33,7 +33,8 @@ def coarse_kl(p_idx: torch.Tensor, p_logp: torch.Tensor, q_logp: torch.Tensor) -
 
 
 def _reference_file(baseline_key: dict, corpus: str, seqlen: int, limit):
-    key = {"baseline": baseline_key, "corpus": corpus, "seqlen": seqlen, "limit": limit, "top_k": TOP_K}
+    key = {"baseline": baseline_key, "corpus": corpus, "seqlen": seqlen, "limit": limit, "top_k": TOP_K,
+           "logits": "float32"}
     return paths.cache_dir() / "kl-reference" / f"{files.digest(key)[:20]}.safetensors"
 
 

@@ -84,6 +84,23 @@ def _pooled(per_task: dict, tasks: list[str], metric: str) -> float | None:
     return sum(v * k for v, k in pairs) / n if n else None
 
 
+def _chat_lm(model, tokenizer, batch_size: int):
+    """lm-eval's HFLM, except that a context keeps its trailing whitespace. lm-eval moves it into the
+    continuation, which under a chat template is the newline of "<|im_start|>assistant\n": its
+    log-probability (-16 for Qwen2.5-Coder-0.5B, which starts its answer without it) is then added to
+    every choice, and per-token means (TruthfulQA MC1's rule) favour longer answers."""
+    from lm_eval.models.huggingface import HFLM
+
+    class ChatHFLM(HFLM):
+        def _encode_pair(self, context, continuation):
+            whole, ctx = self.tok_encode(context + continuation), self.tok_encode(context)
+            if context == context.rstrip() or whole[:len(ctx)] != ctx:
+                return super()._encode_pair(context, continuation)
+            return ctx, whole[len(ctx):]
+
+    return ChatHFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, max_length=2048)
+
+
 @functools.lru_cache(maxsize=1)
 def _task_manager():
     """Our tasks are passed as config dicts, so lm-eval's index of its ~10k bundled task YAMLs is not
@@ -97,12 +114,11 @@ def evaluate(model, tokenizer, benchmark: str, limit: int | None, samples_dir: P
              batch_size: int = 8) -> dict:
     """Score one benchmark; per-item records go to samples_dir/<benchmark>.jsonl."""
     from lm_eval import simple_evaluate
-    from lm_eval.models.huggingface import HFLM
 
     reg = suite.registry()[benchmark]
     configs = task_configs(benchmark)
     common.set_tokenizer(tokenizer)
-    lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, max_length=2048)
+    lm = _chat_lm(model, tokenizer, batch_size)
     t0 = time.perf_counter()
     res = simple_evaluate(model=lm, tasks=configs, task_manager=_task_manager(), limit=limit,
                           apply_chat_template=True, log_samples=True, bootstrap_iters=0, random_seed=0,
@@ -145,7 +161,8 @@ def evaluate(model, tokenizer, benchmark: str, limit: int | None, samples_dir: P
 
 
 # bump when a change to this module changes what a benchmark records (the task files are hashed)
-SCORER_VERSION = "2"
+# 3: log-likelihoods from fp32 logits (models.load.exact_logits), chat contexts keep their newline
+SCORER_VERSION = "3"
 
 
 def result_key(weights_key: dict, model, benchmark: str, limit: int | None, batch_size: int = 8) -> dict:

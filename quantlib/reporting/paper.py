@@ -1,0 +1,78 @@
+"""The paper's own numbers (Jin et al., 2024, Tables 2-15) beside this project's, as effects.
+
+The tables are read from QUANTLIB_PAPER_DIR (the offline copy's `paper/` folder; never part of the
+project). Models differ in size and baseline, so the comparison is of effects against each model's
+own baseline: score deltas in this project's units (the benchmark registry's `paper.factor`), and
+perplexity as a ratio. Which benchmark and method of the paper match ours is said by the benchmark
+registry (`paper:`) and the method registry (`paper`), nothing else.
+"""
+from __future__ import annotations
+
+from functools import cache
+
+import pandas as pd
+
+from quantlib.io import paths
+from quantlib.quantization import methods
+from quantlib.scoring import suite
+
+MODELS = ("Qwen-7B-Chat", "Qwen-14B-Chat", "Qwen-72B-Chat")
+
+
+def available() -> bool:
+    return paths.paper_dir() is not None
+
+
+@cache
+def _csv(name: str) -> pd.DataFrame:
+    return pd.read_csv(paths.paper_dir() / name, dtype={"subset": str}, keep_default_na=False,
+                       na_values=[""])
+
+
+def _config_label(method: str, bits: int) -> str:
+    """The paper's configuration as this project labels it (bf16, bnb-int8, gptq-4b)."""
+    ours = next((m for m in methods.registry().values() if m.paper == method), None)
+    if ours is None:
+        return f"{method}-{bits}b"
+    return "bf16" if ours.name == "fp" else ours.label(int(bits), ours.group_size, ours.params, "")
+
+
+def effects(name: str) -> pd.DataFrame:
+    """The paper's effect on one benchmark's mapped metric: per model and configuration, the value,
+    its delta from that model's bf16 baseline (our units) and the paper's significance mark."""
+    spec = suite.registry()[name].get("paper")
+    if not spec or not available():
+        return pd.DataFrame(columns=["model", "label", "value", "delta", "significant"])
+    r = _csv("results.csv")
+    r = r[(r["table"] == f"Table {spec['table']}") & (r["benchmark"] == spec["benchmark"])
+          & (r["metric"] == spec["measure"])]
+    if spec.get("subset"):
+        r = r[r["subset"] == spec["subset"]]
+    r = r.assign(value=r["value"].astype(float) * spec["factor"],
+                 label=[_config_label(m, b) for m, b in zip(r["method"], r["bits"])])
+    base = r[r["method"] == "bf16"].set_index("model")["value"]
+    r = r.assign(delta=r["value"] - r["model"].map(base))
+    return r[["model", "label", "value", "delta", "significant"]].reset_index(drop=True)
+
+
+def perplexity_ratios() -> pd.DataFrame:
+    """Table 7 as ratios: each configuration's perplexity over its model's bf16 perplexity."""
+    r = _csv("results.csv")
+    r = r[r["table"] == "Table 7"].assign(value=lambda d: d["value"].astype(float))
+    r = r.assign(label=[_config_label(m, b) for m, b in zip(r["method"], r["bits"])])
+    base = r[r["method"] == "bf16"].set_index(["model", "benchmark"])["value"]
+    r = r.assign(ratio=[v / base[(m, c)] for v, m, c in zip(r["value"], r["model"], r["benchmark"])])
+    return r.rename(columns={"benchmark": "corpus"})[["model", "label", "corpus", "value", "ratio"]]
+
+
+def correlations() -> pd.DataFrame:
+    """Table 3: Pearson r between average perplexity and each benchmark metric."""
+    return _csv("perplexity_correlation.csv")
+
+
+def spqr_ablation() -> pd.DataFrame:
+    return _csv("spqr_ablation.csv")
+
+
+def spqr_outliers() -> pd.DataFrame:
+    return _csv("spqr_outliers.csv")

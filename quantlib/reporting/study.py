@@ -1,0 +1,103 @@
+"""The study's pages: which cells are done, each baseline with its items and minimum detectable
+difference, and each effect beside the paper's (quantlib.reporting.paper)."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from quantlib.io import files, paths
+from quantlib.reporting import paper, power, report, stats
+from quantlib.running import records
+from quantlib.running.spec import load_grid
+from quantlib.scoring import suite
+
+
+def planned() -> list:
+    return [s for g in report.SCOPES["study"] if (paths.GRIDS / g).exists() for s in load_grid(paths.GRIDS / g)]
+
+
+def progress() -> pd.DataFrame:
+    """Every cell of the study grids: done, partly done (benchmarks finished) or to run, and its CPU time."""
+    rows = []
+    for s in planned():
+        folder = records.run_dir(s.name)
+        finished = sorted(f.stem for f in (folder / "benchmarks").glob("*.json"))
+        seconds = sum(files.read_json(folder / "benchmarks" / f"{b}.json").get("seconds") or 0 for b in finished)
+        state = records.status(folder)
+        if records.complete(folder):
+            state, seconds = "done", files.read_json(folder / "status.json").get("seconds") or seconds
+        elif state is None:
+            state = "to run"
+        else:
+            state = f"{len(finished)} of {len(s.benchmarks)} benchmarks"
+        rows.append({"model": s.model, "variant": s.label, "title": s.title, "state": state,
+                     "CPU hours": seconds / 3600 if seconds else np.nan})
+    return pd.DataFrame(rows)
+
+
+def baselines(df: pd.DataFrame) -> pd.DataFrame:
+    """Per model and benchmark: the baseline's score beside chance, its n, the minimum detectable
+    difference (80% power, 5% level) planned from the baseline's items (rho 0.5) and as measured on
+    the quantized runs, and the items needed to detect the paper's GPTQ-4 and GPTQ-3 effects."""
+    rows = []
+    for model in sorted(df["model"].unique()):
+        fp = report.baseline(df, model)
+        q = df[(df["model"] == model) & (df["method"] != "fp")]
+        for name in suite.names():
+            if pd.isna(fp.get(name)):
+                continue
+            items = list(stats.items(report.samples_file(fp["run"], name), suite.headline(name)).values())
+            numeric = [x for x in items if isinstance(x, (int, float))]
+            sd = power.planned_sd(numeric) if numeric else float("nan")
+            n = int(fp[f"{name}_n"])
+            eff = paper.effects(name)
+            eff = eff[eff["model"] == "Qwen-7B-Chat"].set_index("label")["delta"] if not eff.empty else {}
+            need = {b: power.n_for(sd, abs(eff[b])) if b in eff and eff[b] and np.isfinite(sd) else np.nan
+                    for b in ("gptq-4b", "gptq-3b")}
+            rows.append({"model": model, "benchmark": report.title(name), "n": n, "baseline": fp[name],
+                         "chance": fp.get(f"{name}_chance"), "MDD planned": power.mdd(sd, n),
+                         "MDD measured": q[f"{name}_mdd"].median() if f"{name}_mdd" in q else np.nan,
+                         "n for paper's GPTQ-4 effect": need["gptq-4b"], "n for GPTQ-3": need["gptq-3b"]})
+    return pd.DataFrame(rows)
+
+
+def beside_paper(df: pd.DataFrame, name: str) -> pd.DataFrame:
+    """One benchmark's effects: the paper's delta for each of its models (* = significant there) and
+    ours for each study model, with the paired 95% interval, per configuration."""
+    metric = (suite.registry()[name].get("paper") or {}).get("metric", suite.headline(name))
+    col = report.column(name, metric)
+    eff = paper.effects(name)
+    table = {}
+    for _, r in eff[eff["label"] != "bf16"].iterrows():
+        mark = "*" if str(r["significant"]) == "True" else ""
+        table.setdefault(r["label"], {})[f"paper {r['model'].removesuffix('-Chat')}"] = f"{r['delta']:+.3g}{mark}"
+    for model in sorted(df["model"].unique()):
+        fp = report.baseline(df, model)
+        size = model.split("-")[-2] if model.count("-") >= 2 else model
+        for _, r in df[(df["model"] == model) & (df["method"] != "fp")].iterrows():
+            if pd.isna(r.get(col)):
+                continue
+            d = r[col] - fp[col]
+            ci = (f" [{r[f'{name}_delta_lo']:+.3g}, {r[f'{name}_delta_hi']:+.3g}]"
+                  if metric == suite.headline(name) and pd.notna(r.get(f"{name}_delta_lo")) else "")
+            table.setdefault(r["label"], {})[f"ours {size}"] = f"{d:+.3g}{ci}"
+    order = list(dict.fromkeys(list(eff["label"]) + sorted(table)))
+    return pd.DataFrame([{"variant": k, **table[k]} for k in order if k in table]).fillna("")
+
+
+def ppl_beside_paper(df: pd.DataFrame, corpus: str = "wikitext2") -> pd.DataFrame:
+    """Perplexity as a ratio to each model's own baseline: the paper's models and ours (95% interval
+    over windows, paired with the baseline's windows)."""
+    table = {}
+    if paper.available():
+        r = paper.perplexity_ratios()
+        for _, x in r[(r["corpus"] == corpus) & (r["label"] != "bf16")].iterrows():
+            table.setdefault(x["label"], {})[f"paper {x['model'].removesuffix('-Chat')}"] = f"{x['ratio']:.3g}"
+    for model in sorted(df["model"].unique()):
+        size = model.split("-")[-2] if model.count("-") >= 2 else model
+        for _, r in df[(df["model"] == model) & (df["method"] != "fp")].iterrows():
+            ratio = r.get(f"ppl_{corpus}_ratio")
+            if pd.notna(ratio):
+                table.setdefault(r["label"], {})[f"ours {size}"] = (
+                    f"{ratio:.3g} [{r[f'ppl_{corpus}_ratio_lo']:.3g}, {r[f'ppl_{corpus}_ratio_hi']:.3g}]")
+    return pd.DataFrame([{"variant": k, **v} for k, v in table.items()]).fillna("")
