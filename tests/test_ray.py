@@ -1,7 +1,4 @@
 """The grid on a real local Ray instance: runs in parallel, a killed worker's run is retried."""
-import pytest
-
-pytestmark = pytest.mark.slow  # a real Ray instance: minutes (make test runs it; make test-fast does not)
 import json
 import os
 import signal
@@ -15,6 +12,7 @@ from quantlib.io import files, paths
 from quantlib.running import grid, records, stages
 
 pytest.importorskip("ray")
+pytestmark = pytest.mark.slow  # a real Ray instance: minutes (make test runs it; make test-fast does not)
 
 LIGHT = """models: [{model}]
 methods: [fp, {{method: gptq, bits: [4]}}]
