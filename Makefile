@@ -20,7 +20,7 @@ export QUANTLIB_PAPER_DIR
 # GPU machines: make TORCH_SPEC="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128" venv
 TORCH_SPEC ?=
 
-STUDY_GRID ?= data/grids/study.yaml
+STUDY_GRID ?= data/grids/study.yaml data/grids/study-1.5b.yaml
 
 .PHONY: venv study-models runs study efficiency summary book pdf latex check-html browser report test test-fast lint lab clean-book
 

@@ -47,7 +47,7 @@ def _timed(fn):
     return out, time.perf_counter() - t
 
 
-def harness(task: str = "snli", limit: int = 64) -> None:
+def harness(task: str = "snli", limit: int = 64, model_name: str = "smollm2-135m-instruct") -> None:
     from lm_eval import simple_evaluate
 
     from quantlib.models import load as models
@@ -55,8 +55,9 @@ def harness(task: str = "snli", limit: int = 64) -> None:
     from quantlib.running.spec import RunSpec
     from quantlib.scoring import harness
 
-    spec = RunSpec(model="smollm2-135m-instruct", method="fp")
+    spec = RunSpec(model=model_name, method="fp")  # the machine's compute dtype (bf16 where native)
     model, _ = methods.load(spec.variant)
+    models.exact_logits(model)  # as a run scores
     tok = models.load_tokenizer(spec.model)
     tokens = [0]
     def count(module, args, kwargs):  # input ids come positionally from lm-eval, by keyword from generate
@@ -69,7 +70,7 @@ def harness(task: str = "snli", limit: int = 64) -> None:
         ours, t_ours = _timed(lambda: harness.evaluate(model, tok, task, limit, Path(d)))
     # the same task config through lm-eval's own `hf` model loader, same batch size and chat template
     plain, t_plain = _timed(lambda: simple_evaluate(
-        model="hf", model_args=f"pretrained={models.resolve(spec.model)},dtype=float32",
+        model="hf", model_args=f"pretrained={models.resolve(spec.model)},dtype={spec.dtype}",
         tasks=harness.task_configs(task), limit=limit, batch_size=8, apply_chat_template=True,
         bootstrap_iters=0, device=models.device()))
     # matmul parameters per token: every linear layer plus the output projection (tied to the
@@ -77,14 +78,14 @@ def harness(task: str = "snli", limit: int = 64) -> None:
     n_params = (sum(p.numel() for n, p in model.named_parameters() if "embed" not in n)
                 + model.get_output_embeddings().weight.numel())
     flops = 2 * n_params * tokens[0] / t_ours
-    peak = matmul_peak()
+    peak = matmul_peak(dtype=models.DTYPES[spec.dtype])
     key = next(k for k in plain["results"][next(iter(plain["results"]))] if k.startswith("acc,"))
     print(f"harness: {task} x {limit} items: project path {t_ours:.1f} s, plain lm-eval {t_plain:.1f} s, "
           f"ratio (plain / project) {t_plain / t_ours:.2f} (target >= 1.0); "
           f"scores {ours['value']:.4f} vs {plain['results'][next(iter(plain['results']))][key]:.4f}")
     print(f"scoring: {tokens[0]} tokens through the model, {flops / 1e9:.1f} GFLOP/s achieved "
           f"(2 x {n_params / 1e6:.0f}M matmul parameters per token) = {flops / peak:.0%} of the "
-          f"{peak / 1e9:.1f} GFLOP/s fp32 matmul peak")
+          f"{peak / 1e9:.1f} GFLOP/s {spec.dtype} matmul peak")
 
 
 def ray_speedup(cells: int = 4) -> None:
@@ -273,7 +274,7 @@ if __name__ == "__main__":
     elif a.what == "dtype":
         dtype_agreement(a.model)
     elif a.what == "harness":
-        harness()
+        harness(model_name=a.model)
     elif a.what == "costs":
         costs(Path(a.into) / "data" / "runs" if a.into else ROOT / "data" / "runs")
     elif a.what == "ray":

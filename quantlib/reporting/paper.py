@@ -76,3 +76,32 @@ def spqr_ablation() -> pd.DataFrame:
 
 def spqr_outliers() -> pd.DataFrame:
     return _csv("spqr_outliers.csv")
+
+
+def pearson(name: str, metric: str) -> float | None:
+    """Table 3's Pearson r between perplexity and one benchmark metric, where the registry maps it."""
+    spec = suite.registry()[name].get("paper")
+    if not available() or not spec or spec["metric"] != metric:
+        return None
+    c = correlations()
+    c = c[(c["benchmark"] == spec["benchmark"]) & (c["metric"] == spec["measure"])]
+    if spec.get("subset"):
+        c = c[c["subset"] == spec["subset"]]
+    return float(c["pearson_r"].iloc[0]) if len(c) else None
+
+
+def outlier_shares() -> pd.DataFrame:
+    """Table 5: the share of weights SpQR keeps in high precision (%), bits x model."""
+    t = spqr_outliers().pivot(index="bits", columns="model", values="outlier_percent")[list(MODELS)]
+    return t.rename(columns=lambda m: f"paper {m.removesuffix('-Chat')}").sort_index(ascending=False)
+
+
+def ablation_ratios(corpus: str = "wikitext2") -> pd.DataFrame:
+    """Table 4 as ratios: each 2-bit SpQR variant's perplexity over the paper's default (group 16 with
+    outliers), per model."""
+    a = spqr_ablation()
+    a = a[a["dataset"] == corpus]
+    base = a[(a["group_size"] == 16) & (a["outliers_isolated"].astype(str) == "True")].set_index("model")["perplexity"]
+    a = a.assign(ratio=a["perplexity"] / a["model"].map(base))
+    return a.pivot(index="config_label", columns="model", values="ratio")[list(MODELS)].rename(
+        columns=lambda m: f"paper {m.removesuffix('-Chat')}")

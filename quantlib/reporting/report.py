@@ -113,6 +113,8 @@ def table(df: pd.DataFrame, columns: dict) -> pd.DataFrame:
     """Rows = variants, columns renamed for print; missing metrics stay empty; counts print as integers."""
     out = df[["model", "label"] + [c for c in columns if c in df]]
     out = out.astype({c: "Int64" for c in out if c.endswith(("_n", "_paired_n"))}).rename(columns=columns)
+    if out["model"].nunique() == 1:  # a constant column says nothing (the caption names the model)
+        out = out.drop(columns="model")
     return out.rename(columns={"model": "Model", "label": "Variant"})
 
 
@@ -255,7 +257,7 @@ def mean_ppl(df: pd.DataFrame) -> pd.Series:
 def ppl_correlations(df: pd.DataFrame) -> pd.DataFrame:
     """The paper's Table 3: across quantized runs, Pearson (on log10 of the mean perplexity over the
     corpora) and Spearman correlation of perplexity with each benchmark's headline score."""
-    from quantlib.reporting import stats
+    from quantlib.reporting import paper, stats
 
     q = df[df["method"] != "fp"]
     log_ppl = np.log10(mean_ppl(q))
@@ -264,6 +266,7 @@ def ppl_correlations(df: pd.DataFrame) -> pd.DataFrame:
         if n in q and q[n].notna().sum() >= 4:
             r = stats.correlation(log_ppl, q[n])
             rows.append({"benchmark": title(n), "runs": r["n"], "Pearson (log ppl)": r["pearson"],
+                         "paper's Pearson r (Table 3)": paper.pearson(n, suite.headline(n)),
                          "Pearson 95% CI": f"[{r['pearson_lo']:.2f}, {r['pearson_hi']:.2f}]",
                          "Spearman": r["spearman"],
                          "Spearman 95% CI": f"[{r['spearman_lo']:.2f}, {r['spearman_hi']:.2f}]"})
