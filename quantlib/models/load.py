@@ -100,12 +100,12 @@ class Fp32Head(torch.nn.Module):
 
     def __init__(self, head: torch.nn.Linear):
         super().__init__()
-        self.weight = torch.nn.Parameter(head.weight.detach().float(), requires_grad=False)
-        self.bias = None if head.bias is None else torch.nn.Parameter(head.bias.detach().float(),
-                                                                      requires_grad=False)
+        self.weight, self.bias = head.weight, head.bias  # the model's own (tied) parameters, untouched
+        self.register_buffer("weight32", head.weight.detach().float(), persistent=False)
 
     def forward(self, x):
-        return torch.nn.functional.linear(x.float(), self.weight, self.bias)
+        bias = None if self.bias is None else self.bias.float()
+        return torch.nn.functional.linear(x.float(), self.weight32, bias)
 
 
 def exact_logits(model):

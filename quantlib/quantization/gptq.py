@@ -103,14 +103,18 @@ class GPTQ:
             W[:, i2:] -= Err1 @ Hinv[i1:i2, i2:]
             loss += (Err1 ** 2).sum(1) / 2
 
-        if actorder:
-            Q = Q[:, torch.argsort(perm)]
-        self.layer.weight.data = Q.to(self.layer.weight.dtype)
+        self.write_back(Q, perm)
         # W = scale * (q - zero) column by column, groups of consecutive columns in the order `perm`
         self.grid = {"scale": torch.cat(scales, 1), "zero": torch.cat(zeros, 1),
                      "perm": perm if actorder else torch.arange(self.columns)}
-        del self.H
         return {"loss": float(loss.sum()), "outliers": 0, "weights": Q.numel()}
+
+    def write_back(self, Q: torch.Tensor, perm) -> None:
+        """The quantized weight, in the layer's column order and dtype; H is no longer needed."""
+        if perm is not None:
+            Q = Q[:, torch.argsort(perm)]
+        self.layer.weight.data = Q.to(self.layer.weight.dtype)
+        del self.H
 
 
 def packed_bytes(rows: int, columns: int, bits: int, group_size: int, actorder: bool) -> int:

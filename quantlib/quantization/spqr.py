@@ -84,10 +84,7 @@ class SpQR(GPTQ):
             W[:, i2:] -= Err1 @ Hinv[i1:i2, i2:]
             loss += (Err1 ** 2).sum(1) / 2
 
-        if actorder:
-            Q = Q[:, torch.argsort(perm)]
-        self.layer.weight.data = Q.to(self.layer.weight.dtype)
-        del self.H
+        self.write_back(Q, perm)
         return {"loss": float(loss.sum()), "outliers": int(outliers.sum()), "weights": outliers.numel()}
 
 

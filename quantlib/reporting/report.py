@@ -198,9 +198,9 @@ def plot_vs_bits(df: pd.DataFrame, metrics: dict, ylabel: str | None = None, log
     model's baseline a horizontal reference line (its 95% interval shaded), the chance level dotted.
     Error bars are 95% bootstrap intervals over items. With x='stored_bits' every method sits at the
     bits it really stores (the baseline as a point too)."""
-    ncols = ncols or min(3, len(metrics))
+    ncols = ncols or min(2, len(metrics))
     nrows = -(-len(metrics) // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(4.6 * ncols, 3.6 * nrows), squeeze=False)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.7 * ncols, 3.0 * nrows), squeeze=False)
     styles = dict(zip(sorted(df["model"].unique()), ("-", "--", ":", "-.")))
     for ax, (col, name) in zip(axes.flat, metrics.items()):
         for model, g in df.groupby("model"):
@@ -305,12 +305,12 @@ def drop_predictors(df: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def scatter_vs_ppl(df: pd.DataFrame, ncols: int = 4):
+def scatter_vs_ppl(df: pd.DataFrame, ncols: int = 2):
     """Each benchmark's headline score against the mean perplexity, one point per quantized run."""
     q = df[df["method"] != "fp"]
     names = [n for n in suite.names() if n in q and q[n].notna().sum() >= 4]
     nrows = -(-len(names) // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(3.3 * ncols, 2.8 * nrows), squeeze=False)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.7 * ncols, 3.0 * nrows), squeeze=False)
     for ax, n in zip(axes.flat, names):
         for m, g in q.groupby("method", observed=True):
             style = methods.get(m)
@@ -337,11 +337,11 @@ def pareto(df: pd.DataFrame, x: str, y: str, higher_is_better: bool = True) -> p
     return df.loc[keep].sort_values(x)
 
 
-def plot_vs_memory(df: pd.DataFrame, metrics: dict, ncols: int = 4):
+def plot_vs_memory(df: pd.DataFrame, metrics: dict, ncols: int = 2):
     """Score against weight memory, every model and method, the Pareto front as a line (the paper's
     scale-versus-bits question: does a bigger quantized model beat a smaller full-precision one?)."""
     nrows = -(-len(metrics) // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(3.5 * ncols, 3.0 * nrows), squeeze=False)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.7 * ncols, 3.0 * nrows), squeeze=False)
     for ax, (col, (name, higher)) in zip(axes.flat, metrics.items()):
         for (model, m), g in df.groupby(["model", "method"], observed=True):
             style = methods.get(m)
