@@ -78,7 +78,7 @@ def test_a_toy_method_and_benchmark_run_summarize_and_plot(extensions, tiny_mode
     fig = report.plot_vs_bits(df, {"toy_qa": report.title("toy_qa"), "ppl_wikitext2": "WikiText-2"})
     labels = [t.get_text() for ax in fig.axes for t in (ax.get_legend().get_texts() if ax.get_legend() else [])]
     assert any(t.startswith("Toy") for t in labels)
-    assert report.title("toy_qa") in {ax.get_title() for ax in fig.axes}
+    assert f"{report.title('toy_qa')}, n = 3" in {ax.get_title() for ax in fig.axes}  # n in the panel title
 
 
 def test_grids_with_a_default_limit_score_a_new_benchmark_unedited(extensions):
