@@ -70,6 +70,39 @@ def test_chance_level_is_computed_and_scores_are_deterministic(tiny, tmp_path):
     assert again["outputs_sha256"] == r["outputs_sha256"] and again["value"] == r["value"]
 
 
+@pytest.mark.parametrize("name", ["snli", "truthfulqa_mc2"])  # one-token and multi-token continuations
+def test_logits_only_where_scored_give_the_full_log_likelihoods(tiny, name, tmp_path, monkeypatch):
+    original, trimmed = harness._logits_to_keep, []
+
+    def spy(inps, longest):
+        keep = original(inps, longest)
+        trimmed.append(keep is not None and keep < inps.shape[1])
+        return keep
+
+    monkeypatch.setattr(harness, "_logits_to_keep", spy)
+    kept = harness.evaluate(*tiny, name, 6, tmp_path / "kept", batch_size=4)
+    assert any(trimmed), "the output projection ran on fewer positions than the batch has"
+    monkeypatch.setattr(harness, "_logits_to_keep", lambda inps, longest: None)
+    full = harness.evaluate(*tiny, name, 6, tmp_path / "full", batch_size=4)
+
+    def loglikelihoods(folder):
+        rows = [json.loads(x) for x in (folder / f"{name}.jsonl").read_text(encoding="utf-8").splitlines()]
+        return np.array([ll for r in rows for ll, _ in r["response"]])
+
+    np.testing.assert_allclose(loglikelihoods(tmp_path / "kept"), loglikelihoods(tmp_path / "full"), atol=1e-4)
+    assert kept["value"] == full["value"]
+
+
+def test_logits_to_keep_covers_the_shortest_row():
+    import torch
+
+    inps = torch.tensor([[5, 6, 7, 8, 9, 3], [5, 6, 7, 0, 0, 0], [0, 4, 0, 0, 0, 0]])
+    # row 3 ends at its token 4 (length 2): with continuations of up to 2 tokens, keep 6 - 2 + 2
+    assert harness._logits_to_keep(inps, 2) == 6
+    assert harness._logits_to_keep(inps[:2], 1) == 4  # row 2 has length 3: its last scored logit is at 2
+    assert harness._logits_to_keep(inps, None) is None  # no log-likelihood requests: every position
+
+
 # --- metrics against hand-computed values ----------------------------------------------------------
 def test_bleu_matches_the_hand_computed_value():
     # 13a: n-gram precisions 5/6, 4/5, 3/4, 2/3, equal lengths (no brevity penalty)

@@ -9,10 +9,13 @@ from __future__ import annotations
 import functools
 import glob
 import hashlib
+import inspect
 import json
 import math
 import time
 from pathlib import Path
+
+import torch
 
 from quantlib.io import files, paths
 from quantlib.scoring import judge, suite
@@ -84,19 +87,57 @@ def _pooled(per_task: dict, tasks: list[str], metric: str) -> float | None:
     return sum(v * k for v, k in pairs) / n if n else None
 
 
+def _logits_to_keep(inps, longest_continuation: int | None) -> int | None:
+    """How many trailing positions of a right-padded batch hold every continuation's logits.
+
+    lm-eval pads with token 0, so a row's length is read as its last non-zero token + 1; a real
+    trailing token 0 only makes the estimate shorter, which keeps more positions, never fewer.
+    lm-eval offsets its slice by the number of positions dropped from the front."""
+    if not longest_continuation:
+        return None
+    width = inps.shape[1]
+    nonzero = (inps != 0).int()
+    lengths = width - nonzero.flip(1).argmax(1)
+    lengths[nonzero.sum(1) == 0] = 0
+    return int(min(width, width - int(lengths.min()) + longest_continuation))
+
+
+def _accepts_logits_to_keep(model) -> bool:
+    return "logits_to_keep" in inspect.signature(model.forward).parameters
+
+
 def _chat_lm(model, tokenizer, batch_size: int):
     """lm-eval's HFLM, except that a context keeps its trailing whitespace. lm-eval moves it into the
     continuation, which under a chat template is the newline of "<|im_start|>assistant\n": its
     log-probability (-16 for Qwen2.5-Coder-0.5B, which starts its answer without it) is then added to
-    every choice, and per-token means (TruthfulQA MC1's rule) favour longer answers."""
+    every choice, and per-token means (TruthfulQA MC1's rule) favour longer answers. Log-likelihood
+    batches run the output projection only on the trailing positions that hold continuations (for
+    Qwen 0.5B the projection is 151,936 x 896, a quarter of the matmul work per token): MMLU 1.65x
+    faster, log-likelihoods equal to 5e-6."""
     from lm_eval.models.huggingface import HFLM
 
     class ChatHFLM(HFLM):
+        _longest_continuation = None
+
         def _encode_pair(self, context, continuation):
             whole, ctx = self.tok_encode(context + continuation), self.tok_encode(context)
             if context == context.rstrip() or whole[:len(ctx)] != ctx:
                 return super()._encode_pair(context, continuation)
             return ctx, whole[len(ctx):]
+
+        def _loglikelihood_tokens(self, requests, *args, **kwargs):
+            self._longest_continuation = max((len(r[2]) for r in requests), default=None)
+            try:
+                return super()._loglikelihood_tokens(requests, *args, **kwargs)
+            finally:
+                self._longest_continuation = None
+
+        def _model_call(self, inps, attn_mask=None, labels=None):
+            keep = _logits_to_keep(inps, self._longest_continuation)
+            if keep is None or attn_mask is not None or not _accepts_logits_to_keep(self.model):
+                return super()._model_call(inps, attn_mask, labels)
+            with torch.no_grad():
+                return self.model(inps, logits_to_keep=keep).logits
 
     return ChatHFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, max_length=2048)
 
