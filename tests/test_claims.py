@@ -77,4 +77,4 @@ def test_claims_table_has_a_verdict_per_claim():
     assert list(t["verdict"])[:4] == [claims.HOLDS, claims.HOLDS, claims.OPEN, claims.HOLDS]
     assert t["claim"].str.startswith(("C1", "C2", "C3", "C4", "C5")).all()
     assert t["judged by"].str.len().gt(20).all()  # every verdict shows the threshold it was judged by
-    assert t.loc[0, "n"] == "16 windows; 0 paired items" and t.loc[0, "interval"].startswith("ratio 1.050 [")
+    assert t.loc[0, "rests on"].startswith("16 windows; 0 paired items; ratio 1.050 [")

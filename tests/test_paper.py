@@ -38,3 +38,27 @@ def test_no_paper_dir_means_our_numbers_alone(monkeypatch, tmp_path):
     monkeypatch.delenv("QUANTLIB_PAPER_DIR", raising=False)
     monkeypatch.setenv("QUANTLIB_DATA_DIR", str(tmp_path))  # no paper/ beside it
     assert not paper.available() and paper.effects("mmlu").empty
+
+
+def test_claim_numbers_are_computed_from_the_tables(tmp_path, monkeypatch):
+    rows = ["table,model,method,bits,benchmark,subset,metric,value,scale,significant"]
+    for i, m in enumerate(paper.MODELS):
+        base = 8.0 + i
+        for method, bits, ratio in (("bf16", 16, 1), ("gptq", 4, 1.05), ("gptq", 2, 1e4), ("spqr", 2, 1.2)):
+            rows.append(f"Table 7,{m},{method},{bits},wikitext2,,perplexity,{base * ratio},raw,")
+    monkeypatch.setenv("QUANTLIB_PAPER_DIR", str(tmp_path))
+    (tmp_path / "results.csv").write_text("\n".join(rows) + "\n")
+    paper._csv.cache_clear()
+    try:
+        c5 = paper.claim_numbers("C5", {})
+    finally:
+        paper._csv.cache_clear()
+    assert c5.split("; ")[0] == "7B: WikiText-2 x1e+04 (GPTQ-2) vs x1.2 (SpQR-2)"
+    assert c5.count("GPTQ-2") == 3
+
+
+def test_report_numbers_are_readable():
+    from quantlib.reporting.report import number
+
+    assert [number(x) for x in (7778549.3264, 579.8, 0.35123, 1140.0, float("nan"), "gptq-4b")] == \
+        ["7,778,549", "579.8", "0.3512", "1,140", "", "gptq-4b"]

@@ -8,7 +8,7 @@ import pandas as pd
 import yaml
 
 from quantlib.io import paths
-from quantlib.reporting import report, stats
+from quantlib.reporting import paper, report, stats
 from quantlib.scoring import suite
 
 HOLDS, FAILS, OPEN = "holds", "does not hold", "inconclusive"
@@ -161,13 +161,16 @@ def caveats(df: pd.DataFrame, cfg: dict) -> str:
 
 
 def table(df: pd.DataFrame, model: str | None = None) -> pd.DataFrame:
-    """One row per claim: the paper's evidence, this build's, the verdict, and what it rests on."""
+    """One row per claim: the verdict, the paper's numbers and this build's, the threshold, and what the
+    verdict rests on (n and interval). The paper's wording of each claim is in data/claims.yaml."""
     cfg = config()
     df = report.done(df)  # finished runs, one per variant
     model = model or df[df["method"] == "fp"]["model"].iloc[0]
     rows = []
     for key, fn in CLAIMS.items():
         r = fn(df, cfg, model)
-        rows.append({"claim": f"{key}: {cfg[key]['claim']}", "paper": cfg[key]["paper"], "this build": r["evidence"],
-                     "verdict": r["verdict"], "judged by": r["threshold"], "n": r["n"], "interval": r["interval"]})
+        rests = "; ".join(str(x) for x in (r["n"], r["interval"]) if x)
+        rows.append({"claim": f"{key}: {cfg[key]['claim']}", "verdict": r["verdict"],
+                     "the paper's numbers": paper.claim_numbers(key, cfg), "this build": r["evidence"],
+                     "judged by": r["threshold"], "rests on": rests})
     return pd.DataFrame(rows)

@@ -105,3 +105,54 @@ def ablation_ratios(corpus: str = "wikitext2") -> pd.DataFrame:
     a = a.assign(ratio=a["perplexity"] / a["model"].map(base))
     return a.pivot(index="config_label", columns="model", values="ratio")[list(MODELS)].rename(
         columns=lambda m: f"paper {m.removesuffix('-Chat')}")
+
+
+def _short(model: str) -> str:
+    return model.removesuffix("-Chat").removeprefix("Qwen-")
+
+
+def _table(table: str, **match) -> pd.DataFrame:
+    r = _csv("results.csv")
+    r = r[r["table"] == table]
+    for k, v in match.items():
+        r = r[r[k] == v]
+    return r.assign(value=r["value"].astype(float),
+                    label=[_config_label(m, b) for m, b in zip(r["method"], r["bits"])])
+
+
+def claim_numbers(key: str, cfg: dict) -> str:
+    """The paper's own numbers behind one claim (data/claims.yaml's key), computed from its tables:
+    the effect each claim is about, for each of the paper's models."""
+    if not available():
+        return ""
+    ratios = perplexity_ratios()
+    wiki = ratios[ratios["corpus"] == "wikitext2"].set_index(["model", "label"])["ratio"]
+    if key == "C1":
+        v = cfg["C1"]["variant"]
+        mmlu = effects("mmlu").set_index(["model", "label"])["delta"]
+        return "; ".join(f"{_short(m)}: WikiText-2 x{wiki[(m, v)]:.3f}, MMLU {100 * mmlu[(m, v)]:+.1f} pts"
+                         for m in MODELS)
+    if key == "C2":
+        r = correlations()["pearson_r"].astype(float)
+        return f"Table 3: mean |Pearson r| {r.abs().mean():.2f} over {len(r)} benchmark metrics"
+    if key == "C3":  # as ours: the larger model's best-perplexity variant within the memory budget
+        mmlu = _table("Table 9", benchmark="mmlu", subset="average").set_index(["model", "label"])["value"]
+        mem = _table("Table 8", metric="memory_gb").set_index(["model", "label"])["value"]
+        ppl = ratios[ratios["corpus"] == "wikitext2"].set_index(["model", "label"])["value"]
+        out = []
+        for big, small in zip(MODELS[1:], MODELS[:-1]):
+            fits = [lab for (m, lab), gb in mem.items() if m == big and lab != "bf16"
+                    and gb <= cfg["C3"]["max_memory_ratio"] * mem[(small, "bf16")]]
+            best = min(fits, key=lambda lab: ppl[(big, lab)])
+            out.append(f"{_short(big)} {best} ({mem[(big, best)]:.1f} GB) vs {_short(small)} BF16 "
+                       f"({mem[(small, 'bf16')]:.1f} GB): MMLU {mmlu[(big, best)]:.1f} vs {mmlu[(small, 'bf16')]:.1f}")
+        return "; ".join(out)
+    if key == "C4":
+        speed = _table("Table 8", metric="tokens_per_s").set_index(["model", "label"])["value"]
+        gptq = {m: "/".join(f"{speed[(m, f'gptq-{b}b')]:.1f}" for b in (8, 4, 3, 2)) for m in MODELS}
+        return "; ".join(f"{_short(m)} tokens/s: BF16 {speed[(m, 'bf16')]:.1f}, "
+                         f"LLM.int8() {speed[(m, 'bnb-int8')]:.1f}, GPTQ 8/4/3/2 {gptq[m]}" for m in MODELS)
+    if key == "C5":
+        return "; ".join(f"{_short(m)}: WikiText-2 x{wiki[(m, 'gptq-2b')]:.3g} (GPTQ-2) vs "
+                         f"x{wiki[(m, 'spqr-2b')]:.3g} (SpQR-2)" for m in MODELS)
+    return ""

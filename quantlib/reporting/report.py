@@ -401,3 +401,20 @@ def _tables_as_markdown() -> None:
 
 if os.environ.get("QUANTLIB_BOOK_FORMAT") == "latex":
     _tables_as_markdown()
+
+
+def number(x) -> str:
+    """One number at a readable precision: 4 significant digits, thousands separated from 100,000 on,
+    integers as integers, blanks for missing values."""
+    if x is None or (isinstance(x, float) and np.isnan(x)):
+        return ""
+    if isinstance(x, (bool, np.bool_)) or not isinstance(x, (int, float, np.integer, np.floating)):
+        return str(x)
+    if float(x).is_integer() and abs(x) < 1e15:
+        return f"{int(x):,}"
+    return f"{x:,.0f}" if abs(x) >= 1e5 else f"{x:.4g}"
+
+
+def show(table: pd.DataFrame, caption: str):
+    """A report table: captioned, no index, every number at `number`'s precision."""
+    return table.style.format(number).hide(axis="index").set_caption(caption)

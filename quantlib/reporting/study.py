@@ -85,6 +85,18 @@ def beside_paper(df: pd.DataFrame, name: str) -> pd.DataFrame:
     return pd.DataFrame([{"variant": k, **table[k]} for k in order if k in table]).fillna("")
 
 
+def beside_paper_tables(df: pd.DataFrame, names) -> list:
+    """The captioned `beside_paper` tables of the benchmarks that have a quantized run and a baseline."""
+    if df.empty or not (df["method"] == "fp").any():
+        return []
+    out = []
+    for name in names:
+        t = beside_paper(df, name)
+        if not t.empty and any(c.startswith("ours") for c in t.columns):
+            out.append(t.style.hide(axis="index").set_caption(f"{report.title(name)}: change from the baseline"))
+    return out
+
+
 def ppl_beside_paper(df: pd.DataFrame, corpus: str = "wikitext2") -> pd.DataFrame:
     """Perplexity as a ratio to each model's own baseline: the paper's models and ours (95% interval
     over windows, paired with the baseline's windows)."""
