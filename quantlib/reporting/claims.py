@@ -27,6 +27,10 @@ def _get(row, col, default=float("nan")):
     return default if v is None or (isinstance(v, float) and np.isnan(v)) else v
 
 
+def _count(k: int, noun: str) -> str:
+    return f"{k} {noun}" + ("" if k == 1 else "s")
+
+
 def _out(verdict, evidence, threshold, n="", interval=""):
     return {"verdict": verdict, "evidence": evidence, "threshold": threshold, "n": n, "interval": interval}
 
@@ -42,7 +46,7 @@ def c1(df, cfg, model):
     v = v.iloc[0]
     fp = report.baseline(df, model)
     tested = [n for n in _bench(df) if pd.notna(_get(v, f"{n}_p"))]
-    drops = [n for n in tested if v[f"{n}_p"] < cfg["alpha"] and v[n] < fp[n]]
+    drops = [n for n in tested if v[f"{n}_p"] < cfg["alpha"] and _get(v, f"{n}_delta", v[n] - fp[n]) < 0]
     items = int(sum(_get(v, f"{n}_paired_n", 0) for n in tested))
     windows = int(_get(v, "ppl_wikitext2_windows", 0))
     ratio, lo, hi = (_get(v, f"ppl_wikitext2_{k}") for k in ("ratio", "ratio_lo", "ratio_hi"))
@@ -51,7 +55,7 @@ def c1(df, cfg, model):
     interval = f"ratio {ratio:.3f}" + (f" [{lo:.3f}, {hi:.3f}]" if not np.isnan(lo) else " (no interval: 1 window)")
     ev = (f"{c['variant']}: WikiText-2 perplexity x{ratio:.3f}; significant drops on {len(drops)} of "
           f"{len(tested)} benchmarks" + (f" ({', '.join(drops)})" if drops else ""))
-    n = f"{windows} windows; {items:,} paired items"
+    n = f"{_count(windows, 'window')}; {items:,} paired items"
     if drops or (not np.isnan(lo) and lo > limit):
         return _out(FAILS, ev, threshold, n, interval)
     if not np.isnan(lo) and hi <= limit:
@@ -146,7 +150,7 @@ def c5(df, cfg, model):
         verdict = "holds at nominal bits; not at matched storage"
     else:
         verdict = HOLDS if nominal else FAILS
-    return _out(verdict, ev, threshold, f"{int(_get(g, 'ppl_wikitext2_windows', 0))} windows per run")
+    return _out(verdict, ev, threshold, f"{_count(int(_get(g, 'ppl_wikitext2_windows', 0)), 'window')} per run")
 
 
 CLAIMS = {"C1": c1, "C2": c2, "C3": c3, "C4": c4, "C5": c5}

@@ -77,9 +77,9 @@ def beside_paper(df: pd.DataFrame, name: str) -> pd.DataFrame:
         for _, r in df[(df["model"] == model) & (df["method"] != "fp")].iterrows():
             if pd.isna(r.get(col)):
                 continue
-            d = r[col] - fp[col]
-            ci = (f" [{r[f'{name}_delta_lo']:+.3g}, {r[f'{name}_delta_hi']:+.3g}]"
-                  if metric == suite.headline(name) and pd.notna(r.get(f"{name}_delta_lo")) else "")
+            paired = metric == suite.headline(name) and pd.notna(r.get(f"{name}_delta"))
+            d = r[f"{name}_delta"] if paired else r[col] - fp[col]  # paired: on the items both scored
+            ci = f" [{r[f'{name}_delta_lo']:+.3g}, {r[f'{name}_delta_hi']:+.3g}]" if paired else ""
             table.setdefault(r["label"], {})[f"ours {size}"] = f"{d:+.3g}{ci}"
     order = list(dict.fromkeys(list(eff["label"]) + sorted(table)))
     return pd.DataFrame([{"variant": k, **table[k]} for k in order if k in table]).fillna("")
