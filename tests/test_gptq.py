@@ -98,6 +98,33 @@ def test_gptq_layer_objective_is_below_rtn_on_a_small_model(tiny_model):
     _check_gptq_beats_rtn(_layer_objectives(model, samples))
 
 
+def test_hessians_from_partial_layer_runs_give_the_same_weights(tiny_model, monkeypatch):
+    """Each stage's Hessian needs the layer only up to the stage's modules: stopping there must leave
+    the quantized weights bit for bit what running the whole layer gives."""
+    from quantlib.models import load as loading
+    from quantlib.quantization import calibration
+    from quantlib.quantization.variant import Calibration
+
+    samples = calibration.samples(loading.load_tokenizer(tiny_model), Calibration(n_samples=4))
+
+    def weights():
+        model = loading.load_fp(tiny_model, "float32")
+        layerwise.quantize(model, samples, GPTQ, lambda r, c, st: 0, bits=3, group_size=128,
+                           percdamp=0.01, actorder=True, sym=True)
+        return {n: m.weight.detach().clone() for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)}
+
+    partial = weights()
+
+    def whole_layer(layer, inputs, module, add_batch):
+        handle = module.register_forward_hook(lambda _m, inp, _o: add_batch(inp[0].data))
+        layerwise._run(layer, inputs)
+        handle.remove()
+
+    monkeypatch.setattr(layerwise, "_feed", whole_layer)
+    whole = weights()
+    assert partial.keys() == whole.keys() and all(torch.equal(partial[k], whole[k]) for k in whole)
+
+
 @pytest.mark.slow
 def test_gptq_layer_objective_is_below_rtn_on_the_real_model():
     from quantlib.models import load as loading

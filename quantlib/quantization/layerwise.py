@@ -80,6 +80,24 @@ def _run(layer, inputs):
     return outs
 
 
+def _feed(layer, inputs, module, add_batch) -> None:
+    """Give `add_batch` the input `module` sees on every calibration sample, running the layer only up
+    to that module: the rest of the layer does not shape the Hessian (q/k/v need the input norm alone)."""
+    def hook(_m, inp, _out):
+        add_batch(inp[0].data)
+        raise _Stop
+
+    handle = module.register_forward_hook(hook)
+    try:
+        for hs, kw in inputs:
+            try:
+                layer(hs, **kw)
+            except _Stop:
+                pass
+    finally:
+        handle.remove()
+
+
 @torch.no_grad()
 def quantize(model, samples: list[torch.Tensor], algorithm, layer_bytes, **kw) -> dict:
     """Quantize every decoder linear layer in place with `algorithm` (GPTQ, SpQR: a class built on a
@@ -98,9 +116,7 @@ def quantize(model, samples: list[torch.Tensor], algorithm, layer_bytes, **kw) -
             # (rows are independent given H, so this equals quantizing them one by one)
             stacked = _Stacked([m for _, m in stage])
             q = algorithm(stacked)
-            hook = stage[0][1].register_forward_hook(lambda _m, inp, _o, q=q: q.add_batch(inp[0].data))
-            _run(layer, inputs)
-            hook.remove()
+            _feed(layer, inputs, stage[0][1], q.add_batch)
             st = q.fasterquant(**kw)
             stages[f"{li}." + "+".join(n for n, _ in stage)] = st
             stacked.write_back()
