@@ -66,6 +66,9 @@ def harness(task: str = "snli", limit: int = 64, model_name: str = "smollm2-135m
             tokens[0] += ids.numel()
 
     model.register_forward_pre_hook(count, with_kwargs=True)
+    head_rows = [0]  # log-likelihood batches project only the positions that hold continuations
+    model.get_output_embeddings().register_forward_pre_hook(
+        lambda _m, args: head_rows.__setitem__(0, head_rows[0] + args[0].shape[:-1].numel()))
     with tempfile.TemporaryDirectory() as d:
         ours, t_ours = _timed(lambda: harness.evaluate(model, tok, task, limit, Path(d)))
     # the same task config through lm-eval's own `hf` model loader, same batch size and chat template
@@ -73,18 +76,19 @@ def harness(task: str = "snli", limit: int = 64, model_name: str = "smollm2-135m
         model="hf", model_args=f"pretrained={models.resolve(spec.model)},dtype={spec.dtype}",
         tasks=harness.task_configs(task), limit=limit, batch_size=8, apply_chat_template=True,
         bootstrap_iters=0, device=models.device()))
-    # matmul parameters per token: every linear layer plus the output projection (tied to the
-    # input embedding here, whose lookup is no matmul)
-    n_params = (sum(p.numel() for n, p in model.named_parameters() if "embed" not in n)
-                + model.get_output_embeddings().weight.numel())
-    flops = 2 * n_params * tokens[0] / t_ours
+    # matmul work done: every decoder linear layer per token, the output projection per row it
+    # projected (the input embedding's lookup is no matmul)
+    head = model.get_output_embeddings()
+    body = sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Linear) and m is not head)
+    flops = 2 * (body * tokens[0] + head.weight.numel() * head_rows[0]) / t_ours
     peak = matmul_peak(dtype=models.DTYPES[spec.dtype])
     key = next(k for k in plain["results"][next(iter(plain["results"]))] if k.startswith("acc,"))
     print(f"harness: {task} x {limit} items: project path {t_ours:.1f} s, plain lm-eval {t_plain:.1f} s, "
           f"ratio (plain / project) {t_plain / t_ours:.2f} (target >= 1.0); "
           f"scores {ours['value']:.4f} vs {plain['results'][next(iter(plain['results']))][key]:.4f}")
     print(f"scoring: {tokens[0]} tokens through the model, {flops / 1e9:.1f} GFLOP/s achieved "
-          f"(2 x {n_params / 1e6:.0f}M matmul parameters per token) = {flops / peak:.0%} of the "
+          f"({body / 1e6:.0f}M decoder matmul parameters per token, the {head.weight.numel() / 1e6:.0f}M output "
+          f"projection on {head_rows[0]} of {tokens[0]} positions) = {flops / peak:.0%} of the "
           f"{peak / 1e9:.1f} GFLOP/s {spec.dtype} matmul peak")
 
 
