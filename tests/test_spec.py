@@ -100,6 +100,15 @@ def test_grids_include_another_and_set_a_default_limit(tmp_path):
         load_grid(tmp_path / "loop.yaml")
 
 
+def test_a_grid_entry_can_set_its_own_calibration_draw(tmp_path):
+    (tmp_path / "g.yaml").write_text("models: [org/m]\ncalibration: {n_samples: 8}\nmethods:\n"
+                                     "  - {method: gptq, bits: 3, calibration: {seed: 0}}\n"
+                                     "  - {method: gptq, bits: 3, calibration: {seed: 1}}\n")
+    a, b = load_grid(tmp_path / "g.yaml")
+    assert (a.calibration.seed, b.calibration.seed) == (0, 1) and a.calibration.n_samples == b.calibration.n_samples == 8
+    assert a.label == b.label and a.name != b.name  # one variant, two runs
+
+
 @pytest.mark.parametrize("text, msg", [
     ("models: [org/m]\nmethods: [{method: bnb-nf4, bits: [3]}]\n", "cannot run at 3 bits"),
     ("models: [org/m]\nmethods: [fp]\nbenchmark: {}\n", "unknown key"),

@@ -156,3 +156,11 @@ def claim_numbers(key: str, cfg: dict) -> str:
         return "; ".join(f"{_short(m)}: WikiText-2 x{wiki[(m, 'gptq-2b')]:.3g} (GPTQ-2) vs "
                          f"x{wiki[(m, 'spqr-2b')]:.3g} (SpQR-2)" for m in MODELS)
     return ""
+
+
+def efficiency_ratios() -> pd.DataFrame:
+    """Table 8 as ratios to each model's BF16 baseline: memory (GB) and decode speed (tokens/s)."""
+    r = _table("Table 8")
+    base = r[r["method"] == "bf16"].set_index(["model", "metric"])["value"]
+    r = r.assign(ratio=[v / base[(m, k)] for v, m, k in zip(r["value"], r["model"], r["metric"])])
+    return r[["model", "label", "metric", "value", "ratio"]].reset_index(drop=True)

@@ -23,25 +23,27 @@ sns.set_theme(style="whitegrid", context="notebook", font_scale=0.9)  # every fi
 
 
 # the book's two parts: the study (the Qwen chat models) and the default grid (make report's fast check)
-SCOPES = {"study": ("study.yaml", "study-1.5b.yaml"), "default": ("default.yaml", "spqr-ablation.yaml")}
+SCOPES = {"study": ("study.yaml", "study-1.5b.yaml"), "default": ("default.yaml", "spqr-ablation.yaml"),
+          "seeds": ("gptq3-seeds.yaml",)}
 
 
-def scope_models(scope: str) -> list[str]:
-    from quantlib.running.spec import grid_models
+def scope_runs(scope: str) -> set[str]:
+    """The run names a scope's grids produce (a run belongs to the grids whose spec it was run from)."""
+    from quantlib.running.spec import load_grid
 
-    return [m for g in SCOPES[scope] if (paths.GRIDS / g).exists() for m in grid_models(paths.GRIDS / g)]
+    return {s.name for g in SCOPES[scope] if (paths.GRIDS / g).exists() for s in load_grid(paths.GRIDS / g)}
 
 
 def summary(path=paths.SUMMARY, scope: str | None = None) -> pd.DataFrame:
     """The summary, one row per run (the long table's one pivot), methods in the registry's order;
-    `scope` keeps the runs of the study's or the default grid's models."""
+    `scope` keeps the runs of one group of grids (SCOPES: the study, the default grid, the seed spread)."""
     from quantlib.reporting.summary import wide
 
     if not path.exists():
         raise FileNotFoundError(f"{path} is missing: run `make summary` (or `make runs` first)")
     df = wide(pd.read_csv(path, dtype={"value": object}))
     if scope is not None:
-        df = df[df["model"].isin(scope_models(scope))]
+        df = df[df["run"].isin(scope_runs(scope))]
     order = list(methods.registry())
     df["method"] = pd.Categorical(df["method"], order + sorted(set(df["method"]) - set(order)),
                                   ordered=True)
@@ -70,6 +72,18 @@ def is_dense_speed(df: pd.DataFrame) -> pd.Series:
     if "speed_kernel" not in df:
         return by_method
     return df["speed_kernel"].astype(str).str.startswith("dense").where(df["speed_kernel"].notna(), by_method)
+
+
+def speed_setup(df: pd.DataFrame) -> pd.Series:
+    """What each speed was measured on: compute dtype, kernel and threads, as recorded (records made
+    before the dtype and kernel were recorded: the run's dtype, and dense or the method's own kernel
+    from the registry)."""
+    dtype = df.get("speed_dtype", pd.Series(index=df.index, dtype=object)).fillna(df["dtype"])
+    kernel = df.get("speed_kernel", pd.Series(index=df.index, dtype=object)).fillna(
+        df["method"].map(lambda k: "dense" if methods.get(k).dense else f"{methods.get(k).title} kernel"))
+    threads = df.get("speed_threads", pd.Series(index=df.index, dtype=float))
+    return pd.Series([f"{d}, {k}" + (f", {int(t)} threads" if pd.notna(t) else "")
+                      for d, k, t in zip(dtype, kernel, threads)], index=df.index)
 
 
 def dense_decode(df: pd.DataFrame, model: str) -> pd.Series:
@@ -239,6 +253,26 @@ def plot_vs_bits(df: pd.DataFrame, metrics: dict, ylabel: str | None = None, log
     axes.flat[0].legend(fontsize=7)
     fig.tight_layout()
     return fig
+
+
+def plot_decode(df: pd.DataFrame):
+    """Decode tokens/s (batch 1) of every run, one panel per model, bars coloured by the kernel each
+    speed was measured on (dense, packed int4, bitsandbytes) and the model's dense noise band shaded."""
+    d = df[df["decode_tok_s"].notna()].copy()
+    d["setup"] = speed_setup(d).str.split(", ").str[1]
+    if d.empty:
+        return None
+    g = sns.catplot(d, kind="bar", x="decode_tok_s", y="label", hue="setup", col="model", dodge=False,
+                    sharey=False, height=max(2.2, 0.28 * d.groupby("model").size().max()), aspect=1.3,
+                    errorbar=None, palette="colorblind")
+    for (model, ax) in zip(g.col_names, g.axes.flat):
+        dense = dense_decode(df, model)
+        if len(dense):
+            ax.axvspan(dense.min(), dense.max(), color="grey", alpha=0.15, zorder=0)
+        ax.set_title(model, fontsize=10)
+    g.set_axis_labels("decode tokens/s (batch 1)", "")
+    g.legend.set_title("kernel")
+    return g.figure
 
 
 def glue_value(name: str, value) -> None:

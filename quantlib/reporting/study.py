@@ -113,3 +113,68 @@ def ppl_beside_paper(df: pd.DataFrame, corpus: str = "wikitext2") -> pd.DataFram
                 table.setdefault(r["label"], {})[f"ours {size}"] = (
                     f"{ratio:.3g} [{r[f'ppl_{corpus}_ratio_lo']:.3g}, {r[f'ppl_{corpus}_ratio_hi']:.3g}]")
     return pd.DataFrame([{"variant": k, **v} for k, v in table.items()]).fillna("")
+
+
+def efficiency_beside_paper(df: pd.DataFrame) -> pd.DataFrame:
+    """Weight memory and decode speed as ratios to each model's own baseline: the paper's Table 8 (GPU,
+    its kernels of 2023) and ours (as each run recorded its dtype and kernel)."""
+    table = {}
+    if paper.available():
+        r = paper.efficiency_ratios()
+        for _, x in r[r["label"] != "bf16"].iterrows():
+            what = "memory" if x["metric"] == "memory_gb" else "speed"
+            table.setdefault(x["label"], {})[f"paper {x['model'].removesuffix('-Chat')} {what}"] = f"{x['ratio']:.2f}"
+    for model in sorted(df["model"].unique()):
+        fp = report.baseline(df, model)
+        size = model.split("-")[-2] if model.count("-") >= 2 else model
+        for _, r in df[(df["model"] == model) & (df["method"] != "fp")].iterrows():
+            for col, what in (("weight_bytes", "memory"), ("decode_tok_s", "speed")):
+                if pd.notna(r.get(col)) and pd.notna(fp.get(col)):
+                    table.setdefault(r["label"], {})[f"ours {size} {what}"] = f"{r[col] / fp[col]:.2f}"
+    return pd.DataFrame([{"variant": k, **v} for k, v in table.items()]).fillna("")
+
+
+def gptq_over_rtn(df: pd.DataFrame) -> pd.DataFrame:
+    """What GPTQ's error compensation buys over round-to-nearest on the same grid (bits, group size,
+    symmetry): WikiText-2 perplexity of both, and GPTQ - RTN on every benchmark, paired on the same
+    items (significantly better / worse at 95%)."""
+    rows = []
+    for model in sorted(df["model"].unique()):
+        m = df[df["model"] == model].set_index("label")
+        for label in [x for x in m.index if m.loc[x, "method"] == "gptq"]:
+            twin = label.replace("gptq", "rtn", 1)
+            if twin not in m.index:
+                continue
+            g, r = m.loc[label], m.loc[twin]
+            better, worse, compared = 0, 0, 0
+            for name in suite.names():
+                a, b = report.samples_file(g["run"], name), report.samples_file(r["run"], name)
+                if pd.isna(g.get(name)) or not a.exists() or not b.exists():
+                    continue
+                st = stats.benchmark_stats(name, suite.headline(name), a, b)
+                if "delta_lo" not in st:
+                    continue
+                compared += 1
+                better += st["delta_lo"] > 0
+                worse += st["delta_hi"] < 0
+            rows.append({"model": model, "GPTQ": label, "RTN": twin,
+                         "WikiText-2 ppl, GPTQ": g.get("ppl_wikitext2"), "WikiText-2 ppl, RTN": r.get("ppl_wikitext2"),
+                         "GPTQ / RTN perplexity": g.get("ppl_wikitext2") / r.get("ppl_wikitext2"),
+                         "benchmarks: GPTQ better / worse / compared": f"{better} / {worse} / {compared}"})
+    return pd.DataFrame(rows)
+
+
+def seed_spread() -> pd.DataFrame:
+    """WikiText-2 perplexity of each variant of the seed-spread grid (data/grids/gptq3-seeds.yaml)
+    across calibration draws: per variant the draws, the range and max / min."""
+    d = report.summary(scope="seeds")
+    d = d[d["status"] == "done"]  # every draw: not one run per variant
+    rows = []
+    for label, g in d[d["method"] != "fp"].groupby("label", sort=False):
+        ppl = g.sort_values("calib_seed" if "calib_seed" in g else "run")["ppl_wikitext2"].dropna()
+        if ppl.empty:
+            continue
+        rows.append({"variant": label, "calibration draws": len(ppl) if g["calib_samples"].notna().any() else "none",
+                     "WikiText-2 perplexity per draw": ", ".join(f"{v:.1f}" for v in ppl),
+                     "min": ppl.min(), "max": ppl.max(), "max / min": ppl.max() / ppl.min()})
+    return pd.DataFrame(rows)

@@ -179,7 +179,7 @@ def validate(spec: RunSpec) -> None:
 
 
 # Grids: models x methods x bits, plus the run settings every cell shares (the RunSpec fields).
-ENTRY_KEYS = {"method", "bits", "group_size", "params"}
+ENTRY_KEYS = {"method", "bits", "group_size", "params", "calibration"}
 GRID_KEYS = {"include", "models", "methods", "limit", "group_size", "calibration", "dtype", "perplexity",
              "benchmarks", "efficiency"}
 
@@ -246,6 +246,8 @@ def load_grid(path: str | Path) -> list[RunSpec]:
             if m is not None and m.group_size is None:
                 cell.pop("group_size", None)   # the grid's group size is for grouped methods
             cell.update({k: entry[k] for k in ("group_size", "params") if k in entry})
+            if "calibration" in entry:  # e.g. a seed per entry: merged over the grid's calibration
+                cell["calibration"] = {**cell.get("calibration", {}), **entry["calibration"]}
             for b in (bits if isinstance(bits, list) else [bits]):
                 try:
                     specs.append(RunSpec.from_dict({**cell, "model": model, "method": entry["method"], "bits": b,
