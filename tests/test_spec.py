@@ -105,7 +105,8 @@ def test_a_grid_entry_can_set_its_own_calibration_draw(tmp_path):
                                      "  - {method: gptq, bits: 3, calibration: {seed: 0}}\n"
                                      "  - {method: gptq, bits: 3, calibration: {seed: 1}}\n")
     a, b = load_grid(tmp_path / "g.yaml")
-    assert (a.calibration.seed, b.calibration.seed) == (0, 1) and a.calibration.n_samples == b.calibration.n_samples == 8
+    assert (a.calibration.seed, b.calibration.seed) == (0, 1)
+    assert a.calibration.n_samples == b.calibration.n_samples == 8
     assert a.label == b.label and a.name != b.name  # one variant, two runs
 
 

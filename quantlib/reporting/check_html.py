@@ -107,6 +107,17 @@ def check_page(driver, url: str, chapter: bool = True) -> list[str]:
     return problems
 
 
+def full_page_screenshot(driver, file: Path, max_height: int = 30000) -> None:
+    """The whole page, top to bottom (a reviewer reads every table and figure, not the first screen)."""
+    height = driver.execute_script("return Math.max(document.body.scrollHeight, "
+                                   "document.documentElement.scrollHeight)")
+    driver.set_window_size(1280, min(max(height, 2000), max_height))
+    try:
+        driver.save_screenshot(str(file))
+    finally:
+        driver.set_window_size(1280, 2000)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("build", nargs="?", type=Path, default=paths.BOOK / "_build" / "html")
@@ -129,7 +140,7 @@ def main(argv=None) -> int:
         for page in pages:
             problems = check_page(driver, f"http://127.0.0.1:{server.server_port}/{page.as_posix()}",
                                   chapter=page.parts[0] != "runs")
-            driver.save_screenshot(str(args.screenshots / (page.as_posix().replace("/", "__")[:-5] + ".png")))
+            full_page_screenshot(driver, args.screenshots / (page.as_posix().replace("/", "__")[:-5] + ".png"))
             failed += bool(problems)
             print(("FAIL " if problems else "ok   ") + page.as_posix() + "".join(f"\n     {p}" for p in problems))
     finally:

@@ -70,8 +70,8 @@ def rows(folder: Path) -> list[dict]:
     ident = {"run": folder.name, "model": spec["model"], "label": spec["label"], "method": spec["method"],
              "bits": spec["bits"]}
     out = [ident | {"entity": "run", "metric": k, "value": v} for k, v in _run_attributes(folder, spec).items()]
-    if out[0]["value"] != "done":  # status first: unfinished runs carry their attributes only
-        return out
+    # unfinished runs carry what they have finished too (each benchmark and the perplexity are written
+    # whole as they finish); analyses read finished runs only (report.done)
     ppl = files.read_json(folder / "perplexity.json")["corpora"] if (folder / "perplexity.json").exists() else {}
     for corpus, p in ppl.items():
         out += [ident | {"entity": corpus, "metric": k, "value": p[k]}
@@ -111,21 +111,27 @@ def uncertainty(long: pd.DataFrame, runs: Path) -> pd.DataFrame:
     on the same items, the share of flipped items and a paired p-value (quantlib.reporting.stats)."""
     n = long[long["metric"] == "n"].set_index(["run", "entity"])["value"]
     runs_ = long[ID].drop_duplicates("run")
-    base = {m: g["run"].tolist() for m, g in runs_[runs_["method"] == "fp"].groupby("model")}
+    # a run's baseline: the full-precision run of the same model in the same compute dtype
+    dtype = long[(long["entity"] == "run") & (long["metric"] == "dtype")].set_index("run")["value"]
+    runs_ = runs_.assign(dtype=runs_["run"].map(dtype))
+    base = {k: g["run"].tolist() for k, g in runs_[runs_["method"] == "fp"].groupby(["model", "dtype"])}
+    runs_ = runs_.assign(baselines=[base.get((m, d), []) for m, d in zip(runs_["model"], runs_["dtype"])])
     out = []
     for (run, name), items in n.items():
         ident = runs_[runs_["run"] == run].iloc[0].to_dict()
-        same = [b for b in base.get(ident["model"], []) if n.get((b, name)) == items]
+        same = [b for b in ident.pop("baselines") if n.get((b, name)) == items]
+        ident.pop("dtype")
         run_file = Path(runs) / run / "samples" / f"{name}.jsonl"
         base_file = Path(runs) / same[0] / "samples" / f"{name}.jsonl" if same else None
         st = stats.benchmark_stats(name, suite.headline(name), run_file, base_file)
         out += [ident | {"entity": name, "metric": k, "value": v} for k, v in st.items() if v is not None]
     for _, ident in runs_.iterrows():  # perplexity: intervals over windows, paired with the baseline's
-        same = base.get(ident["model"], [])
+        same = ident["baselines"]
         ppl, ref = _window_nll(Path(runs) / ident["run"]), _window_nll(Path(runs) / same[0]) if same else {}
         for corpus, nll in ppl.items():
-            st = stats.perplexity_stats(nll, ref.get(corpus) if same and same[0] != ident["run"] else None)
-            out += [ident.to_dict() | {"entity": corpus, "metric": k, "value": v} for k, v in st.items()]
+            paired = same and same[0] != ident["run"] and len(ref.get(corpus) or []) == len(nll)
+            st = stats.perplexity_stats(nll, ref.get(corpus) if paired else None)
+            out += [ident[ID].to_dict() | {"entity": corpus, "metric": k, "value": v} for k, v in st.items()]
     return pd.DataFrame(out, columns=long.columns)
 
 
