@@ -60,7 +60,8 @@ def _run_attributes(folder: Path, spec: dict) -> dict:
                  speed_new_tokens=e["new_tokens"], speed_prompt_tokens=e["prompt_tokens"],
                  speed_dtype=e.get("dtype"), speed_threads=e.get("threads"), speed_kernel=e.get("kernel"),
                  packed_weight_bytes=e.get("packed_weight_bytes"))
-    a["mmlu_top_choice_share"] = top_choice_share(folder / "samples" / "mmlu.jsonl")
+    for name in ("mmlu", "ceval"):  # letter-answer benchmarks: how much the answers lean on one letter
+        a[f"{name}_top_choice_share"] = top_choice_share(folder / "samples" / f"{name}.jsonl")
     return a
 
 
