@@ -67,3 +67,27 @@ def test_correlation_on_known_relations():
     r = stats.correlation(rng.normal(size=50), rng.normal(size=50))
     assert r["pearson_lo"] < 0 < r["pearson_hi"] and r["spearman_lo"] < 0 < r["spearman_hi"]
     assert np.isnan(stats.correlation([1, 2, 3], [1, 2, 3])["pearson"])  # too few runs
+
+
+def test_a_run_is_compared_with_the_baseline_of_its_own_dtype(tmp_path):
+    """Two baselines of one model (fp32 and bf16): a bf16 run's perplexity ratio pairs with the bf16
+    one, window by window; an unfinished run still shows the corpora it has finished."""
+    from quantlib.reporting import summary
+
+    def record(name, method, dtype, nll, status="done"):
+        d = tmp_path / name
+        d.mkdir()
+        spec = {"model": "m", "label": name, "method": method, "bits": 16 if method == "fp" else 4,
+                "dtype": dtype, "perplexity": {"seqlen": 8, "limit": len(nll)}}
+        (d / "spec.json").write_text(json.dumps(spec))
+        (d / "status.json").write_text(json.dumps({"status": status}))
+        (d / "perplexity.json").write_text(json.dumps(
+            {"corpora": {"wikitext2": {"ppl": float(np.exp(np.mean(nll))), "windows": len(nll), "window_nll": nll}}}))
+
+    record("base32", "fp", "float32", [3.0, 3.0, 3.0])
+    record("base16", "fp", "bfloat16", [2.0, 2.0, 2.0])
+    record("q16", "gptq", "bfloat16", [2.1, 2.1, 2.1])
+    record("q16-running", "gptq", "bfloat16", [2.2, 2.2, 2.2], status="running")
+    w = summary.wide(summary.write(tmp_path, tmp_path / "summary.csv")).set_index("run")
+    assert w.loc["q16", "ppl_wikitext2_ratio"] == pytest.approx(np.exp(0.1))
+    assert w.loc["q16-running", "ppl_wikitext2"] == pytest.approx(np.exp(2.2))
