@@ -84,8 +84,8 @@ def test_a_run_is_compared_with_the_baseline_of_its_own_dtype(tmp_path):
         (d / "perplexity.json").write_text(json.dumps(
             {"corpora": {"wikitext2": {"ppl": float(np.exp(np.mean(nll))), "windows": len(nll), "window_nll": nll}}}))
 
-    record("base32", "fp", "float32", [3.0, 3.0, 3.0])
-    record("base16", "fp", "bfloat16", [2.0, 2.0, 2.0])
+    record("a-base32", "fp", "float32", [3.0, 3.0, 3.0])
+    record("b-base16", "fp", "bfloat16", [2.0, 2.0, 2.0])  # sorts after the fp32 one
     record("q16", "gptq", "bfloat16", [2.1, 2.1, 2.1])
     record("q16-running", "gptq", "bfloat16", [2.2, 2.2, 2.2], status="running")
     w = summary.wide(summary.write(tmp_path, tmp_path / "summary.csv")).set_index("run")
