@@ -96,8 +96,10 @@ def measure(model, tokenizer, prompt_tokens: int = 256, new_tokens: int = 512, r
 def measure_into(folder, model, tokenizer, settings, kernel: dict) -> dict:
     """measure() with a spec's efficiency settings and the kernel the model computes with, written to
     the run's efficiency.json; returns it."""
+    load_before = os.getloadavg()[0]  # other work on the machine slows the timing: recorded, not hidden
     result = measure(model, tokenizer, settings.prompt_tokens, settings.new_tokens, settings.repeats)
     result |= {"threads": torch.get_num_threads(), "cpus": os.cpu_count(),
+               "load_average_1min": {"before": load_before, "after": os.getloadavg()[0]},
                "dtype": str(model.dtype).replace("torch.", ""), **kernel}
     files.write_json(folder / "efficiency.json", result)
     return result
