@@ -92,9 +92,9 @@ latex:
 	  texlive-latex-extra texlive-fonts-recommended texlive-xetex texlive-lang-chinese fonts-freefont-otf \
 	  fonts-noto-cjk lmodern tex-gyre)
 
-browser:
-	command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
-	  (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver)
+browser:  # Chromium for the browser check, and a CJK font so Chinese prompts and outputs render
+	command -v chromium >/dev/null && command -v chromedriver >/dev/null && fc-list :lang=zh | grep -q . || \
+	  (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver fonts-wqy-zenhei)
 
 # runs first; the book is built even if a run failed, then make fails; the browser check runs
 # when Chromium is installed (`make browser`)

@@ -93,7 +93,9 @@ def beside_paper_tables(df: pd.DataFrame, names) -> list:
     for name in names:
         t = beside_paper(df, name)
         if not t.empty and any(c.startswith("ours") for c in t.columns):
-            out.append(t.style.hide(axis="index").set_caption(f"{report.title(name)}: change from the baseline"))
+            metric = (suite.registry()[name].get("paper") or {}).get("metric", suite.headline(name))
+            caption = f"{report.title(name, metric)}: change from the baseline"
+            out.append(t.style.hide(axis="index").set_caption(caption))
     return out
 
 
@@ -107,11 +109,14 @@ def ppl_beside_paper(df: pd.DataFrame, corpus: str = "wikitext2") -> pd.DataFram
             table.setdefault(x["label"], {})[f"paper {x['model'].removesuffix('-Chat')}"] = f"{x['ratio']:.3g}"
     for model in sorted(df["model"].unique()):
         size = model.split("-")[-2] if model.count("-") >= 2 else model
+        base = report.baseline(df, model).get(f"ppl_{corpus}")
         for _, r in df[(df["model"] == model) & (df["method"] != "fp")].iterrows():
             ratio = r.get(f"ppl_{corpus}_ratio")
             if pd.notna(ratio):
                 table.setdefault(r["label"], {})[f"ours {size}"] = (
                     f"{ratio:.3g} [{r[f'ppl_{corpus}_ratio_lo']:.3g}, {r[f'ppl_{corpus}_ratio_hi']:.3g}]")
+            elif pd.notna(r.get(f"ppl_{corpus}")) and pd.notna(base):  # one window: no interval
+                table.setdefault(r["label"], {})[f"ours {size}"] = f"{r[f'ppl_{corpus}'] / base:.3g}"
     return pd.DataFrame([{"variant": k, **v} for k, v in table.items()]).fillna("")
 
 
