@@ -91,3 +91,23 @@ def test_a_run_is_compared_with_the_baseline_of_its_own_dtype(tmp_path):
     w = summary.wide(summary.write(tmp_path, tmp_path / "summary.csv")).set_index("run")
     assert w.loc["q16", "ppl_wikitext2_ratio"] == pytest.approx(np.exp(0.1))
     assert w.loc["q16-running", "ppl_wikitext2"] == pytest.approx(np.exp(2.2))
+
+
+def test_gptq_is_compared_with_its_rtn_twin_on_the_same_items(tmp_path, monkeypatch):
+    import pandas as pd
+
+    from quantlib.io import paths
+    from quantlib.reporting import study
+
+    monkeypatch.setattr(paths, "RUNS", tmp_path)
+    for run, right in (("g", 60), ("r", 30)):  # GPTQ right on 60 of 100 SNLI items, RTN on 30
+        (tmp_path / run / "samples").mkdir(parents=True)
+        rows = [{"task": "snli", "doc_id": i, "acc": float(i < right)} for i in range(100)]
+        (tmp_path / run / "samples" / "snli.jsonl").write_text("\n".join(map(json.dumps, rows)))
+    df = pd.DataFrame([{"model": "m", "label": "gptq-3b", "method": "gptq", "run": "g", "snli": 0.6,
+                        "ppl_wikitext2": 20.0},
+                       {"model": "m", "label": "rtn-3b", "method": "rtn", "run": "r", "snli": 0.3,
+                        "ppl_wikitext2": 40.0}])
+    row = study.gptq_over_rtn(df).iloc[0]
+    assert (row["GPTQ"], row["RTN"]) == ("gptq-3b", "rtn-3b") and row["GPTQ / RTN perplexity"] == 0.5
+    assert row["benchmarks: GPTQ better / worse / compared"] == "1 / 0 / 1"
