@@ -2,11 +2,14 @@
 
     python benchmarks/perf.py peak        # fp32 and bf16 matmul peaks of this machine (FLOP/s)
     python benchmarks/perf.py kernels [--model M]   # decode speed and weight memory: fp32 dense, bf16
-                                          # dense, GPTQ-4 on the packed int4 kernel (ratios)
+                                          # dense, GPTQ-4/8 on the packed int4/int8 kernels (ratios)
     python benchmarks/perf.py dtype [--model M]     # bf16 against fp32: perplexity, top-1 agreement
                                           # and scoring speed on the same windows
     python benchmarks/perf.py harness     # the project's scoring path vs a plain lm-eval run, and
                                           # achieved FLOP/s while scoring vs the matmul peak
+    python benchmarks/perf.py shared [--model M]    # choices after one shared context: run once vs
+                                          # once per choice (time, log-likelihood difference)
+    python benchmarks/perf.py end-to-end  # the default baseline cell whole in fp32 and in bf16
     python benchmarks/perf.py ray         # grid wall time with 2 Ray workers vs 1 (tiny model)
     python benchmarks/perf.py threads     # 2 processes x 1 thread vs 1 process x 2 threads (matmuls)
     python benchmarks/perf.py report      # `make report` wall time, warm (every run recorded)
@@ -14,7 +17,7 @@
     python benchmarks/perf.py report --cold [--into DIR]   # ... cold: a fresh clone, no records,
                                           # no caches, no venv (~2 h here)
 
-Targets (issue #7): cold default `make report` <= 60 min on 2 CPU cores, warm <= 2 min, harness ratio >= 1.0.
+Targets (issue #14): cold default `make report` <= 45 min on 2 CPU cores, warm <= 2 min, harness ratio >= 1.0.
 Run it with QUANTLIB_DATA_DIR set (the Makefile's default is ../shared/benchmarks).
 """
 from __future__ import annotations
@@ -92,6 +95,61 @@ def harness(task: str = "snli", limit: int = 64, model_name: str = "smollm2-135m
           f"{peak / 1e9:.1f} GFLOP/s {spec.dtype} matmul peak")
 
 
+def shared(model_name: str, limits: dict) -> None:
+    """Choices of several tokens after one context (BBQ, SNLI, TruthfulQA): the context run once for
+    all choices (the project's path) against lm-eval's one sequence per choice, same model and items:
+    time, largest log-likelihood difference, and items whose top choice differs."""
+    import json
+
+    import numpy as np
+
+    from quantlib.models import load as models
+    from quantlib.quantization import methods
+    from quantlib.running.spec import RunSpec
+    from quantlib.scoring import harness
+
+    spec = RunSpec(model=model_name, method="fp")
+    model, _ = methods.load(spec.variant)
+    models.exact_logits(model)
+    tok = models.load_tokenizer(spec.model)
+    original = harness.shared_contexts
+
+    def responses(folder, task):
+        rows = [json.loads(x) for x in (folder / f"{task}.jsonl").read_text(encoding="utf-8").splitlines()]
+        return [[ll for ll, _ in r["response"]] for r in rows]
+
+    for task, limit in limits.items():
+        with tempfile.TemporaryDirectory() as d:
+            d = Path(d)
+            harness.shared_contexts = original
+            _, t_shared = _timed(lambda t=task, n=limit, f=d / "shared": harness.evaluate(model, tok, t, n, f))
+            harness.shared_contexts = lambda requests, max_length: {}
+            _, t_plain = _timed(lambda t=task, n=limit, f=d / "plain": harness.evaluate(model, tok, t, n, f))
+            harness.shared_contexts = original
+            a, b = responses(d / "shared", task), responses(d / "plain", task)
+        diff = max(float(np.max(np.abs(np.subtract(x, y)))) for x, y in zip(a, b))
+        flips = sum(int(np.argmax(x) != np.argmax(y)) for x, y in zip(a, b))
+        print(f"shared: {model_name} {spec.dtype} {task} x {limit}: shared context {t_shared:.1f} s, "
+              f"one sequence per choice {t_plain:.1f} s, speed-up {t_plain / t_shared:.2f}; "
+              f"largest log-likelihood difference {diff:.2e}, top choice differs on {flips} of {len(a)} items")
+
+
+def end_to_end() -> None:
+    """The default model's baseline cell, whole (perplexity, every benchmark, speed), in fp32
+    (data/grids/dtype.yaml) and in bf16 (the default grid's), each alone with every CPU, no caches."""
+    times = {}
+    with tempfile.TemporaryDirectory() as d:
+        for dtype, grid, label in (("float32", "dtype.yaml", "fp32"), ("bfloat16", "default.yaml", "bf16")):
+            env = {**os.environ, "QUANTLIB_CACHE": f"{d}/cache-{dtype}"}
+            cmd = [sys.executable, "-m", "quantlib.running.grid", str(ROOT / "data" / "grids" / grid),
+                   "--engine", "local", "--only", label, "--runs", f"{d}/runs-{dtype}"]
+            _, times[dtype] = _timed(lambda c=cmd, e=env: subprocess.run(c, cwd=ROOT, env=e, check=True,
+                                                                         capture_output=True))
+    print(f"end-to-end: the default baseline cell, no caches, {torch.get_num_threads()} threads: fp32 "
+          f"{times['float32']:.0f} s, bf16 {times['bfloat16']:.0f} s, ratio {times['float32'] / times['bfloat16']:.2f} "
+          "(target >= 1.5)")
+
+
 def ray_speedup(cells: int = 4) -> None:
     """A grid of tiny-model runs (a random 2-layer Llama), with 1 worker and with 2."""
     from transformers import LlamaConfig, LlamaForCausalLM
@@ -135,9 +193,11 @@ def _weights(model) -> int:
 
 
 def kernels(model_name: str) -> None:
-    """Decode speed (batch 1) and weight bytes of one model: fp32 dense, bf16 dense, and GPTQ-4
-    (group 128, act-order, 8 calibration samples: the kernel's speed does not depend on them) on
-    torch's packed int4 CPU kernel, all measured in this process one after another."""
+    """Decode speed (batch 1) and weight bytes of one model: fp32 dense, bf16 dense, and GPTQ-4 and
+    GPTQ-8 (group 128, act-order, 8 calibration samples: a kernel's speed does not depend on them) on
+    torch's packed int4 and int8 CPU kernels, all measured in this process one after another."""
+    import copy
+
     from quantlib.models import load as loading
     from quantlib.quantization import calibration, gptq, layerwise
     from quantlib.quantization import kernels as k
@@ -148,18 +208,21 @@ def kernels(model_name: str) -> None:
     dec32 = _decode_tok_s(fp32, tok)
     del fp32
     bf16 = loading.load_fp(model_name, "bfloat16")
-    dec16 = _decode_tok_s(bf16, tok)
+    dec16, w16 = _decode_tok_s(bf16, tok), _weights(bf16)
     samples = calibration.samples(tok, Calibration(n_samples=8))
-    layerwise.quantize(bf16, samples, gptq.GPTQ, lambda r, c, st: 0, bits=4, group_size=128,
-                       percdamp=0.01, actorder=True, sym=True)
-    packed, info = k.pack(bf16, 4, 128)
-    dec4 = _decode_tok_s(packed, tok)
-    print(f"kernels: {model_name} decode tokens/s (batch 1, {torch.get_num_threads()} threads): "
-          f"fp32 {dec32:.1f}, bf16 {dec16:.1f}, GPTQ-4 int4 packed {dec4:.1f} ({info['packed_layers']} layers packed, "
-          f"{len(info['dense_layers'])} left dense); ratios bf16/fp32 {dec16 / dec32:.2f}, "
-          f"int4/bf16 {dec4 / dec16:.2f}")
-    w16, w4 = _weights(bf16), _weights(packed)
-    print(f"kernels: weight bytes bf16 {w16 / 2**20:.0f} MiB, int4 packed {w4 / 2**20:.0f} MiB (ratio {w4 / w16:.2f})")
+    line = (f"kernels: {model_name} decode tokens/s (batch 1, {torch.get_num_threads()} threads): "
+            f"fp32 {dec32:.1f}, bf16 {dec16:.1f}")
+    for bits in (4, 8):
+        model = copy.deepcopy(bf16)
+        layerwise.quantize(model, samples, gptq.GPTQ, lambda r, c, st: 0, bits=bits, group_size=128,
+                           percdamp=0.01, actorder=True, sym=True)
+        packed, info = k.pack(model, bits, 128)
+        dec = _decode_tok_s(packed, tok)
+        line += (f"; GPTQ-{bits} {info['kernel']} {dec:.1f} ({info['packed_layers']} layers packed, "
+                 f"{len(info['dense_layers'])} dense; /bf16 {dec / dec16:.2f}; weight bytes "
+                 f"{_weights(packed) / 2**20:.0f} MiB, /bf16 {_weights(packed) / w16:.2f})")
+        del model, packed
+    print(line + f"; bf16/fp32 {dec16 / dec32:.2f}; bf16 weights {w16 / 2**20:.0f} MiB")
 
 
 def dtype_agreement(model_name: str, windows: int = 4) -> None:
@@ -258,14 +321,15 @@ def report(cold: bool, into: str | None = None) -> None:
             _, times[stage] = _timed(lambda s=stage: subprocess.run(["make", s], cwd=d, check=True, env=env))
             print(f"report: cold stage {stage} {times[stage] / 60:.1f} min", flush=True)
         t = sum(times.values())
-        print(f"report: cold `make report` (fresh clone, no records, no caches) {t / 60:.1f} min (target <= 60 min): "
+        print(f"report: cold `make report` (fresh clone, no records, no caches) {t / 60:.1f} min (target <= 45 min): "
               + ", ".join(f"{k} {v / 60:.1f}" for k, v in times.items()))
 
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("what", choices=("peak", "harness", "ray", "threads", "report", "costs", "kernels", "dtype"))
-    ap.add_argument("--model", default="smollm2-135m-instruct", help="kernels, dtype: a registered model or id")
+    ap.add_argument("what", choices=("peak", "harness", "ray", "threads", "report", "costs", "kernels", "dtype",
+                                     "shared", "end-to-end"))
+    ap.add_argument("--model", default="smollm2-135m-instruct", help="kernels, dtype, harness, shared: a model")
     ap.add_argument("--cold", action="store_true")
     ap.add_argument("--into", help="report --cold: clone into this new folder and keep it")
     a = ap.parse_args()
@@ -281,6 +345,10 @@ if __name__ == "__main__":
         harness(model_name=a.model)
     elif a.what == "costs":
         costs(Path(a.into) / "data" / "runs" if a.into else ROOT / "data" / "runs")
+    elif a.what == "shared":
+        shared(a.model, {"bbq": 24, "snli": 48, "truthfulqa_mc1": 32})
+    elif a.what == "end-to-end":
+        end_to_end()
     elif a.what == "ray":
         ray_speedup()
     elif a.what == "threads":

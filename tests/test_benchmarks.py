@@ -80,6 +80,7 @@ def test_logits_only_where_scored_give_the_full_log_likelihoods(tiny, name, tmp_
         return keep
 
     monkeypatch.setattr(harness, "_logits_to_keep", spy)
+    monkeypatch.setattr(harness, "shared_contexts", lambda requests, max_length: {})  # lm-eval's batches only
     kept = harness.evaluate(*tiny, name, 6, tmp_path / "kept", batch_size=4)
     assert any(trimmed), "the output projection ran on fewer positions than the batch has"
     monkeypatch.setattr(harness, "_logits_to_keep", lambda inps, longest: None)
@@ -91,6 +92,32 @@ def test_logits_only_where_scored_give_the_full_log_likelihoods(tiny, name, tmp_
 
     np.testing.assert_allclose(loglikelihoods(tmp_path / "kept"), loglikelihoods(tmp_path / "full"), atol=1e-4)
     assert kept["value"] == full["value"]
+
+
+def _loglikelihoods(folder, name):
+    rows = [json.loads(x) for x in (folder / f"{name}.jsonl").read_text(encoding="utf-8").splitlines()]
+    return np.array([ll for r in rows for ll, _ in r["response"]]), [[g for _, g in r["response"]] for r in rows]
+
+
+@pytest.mark.parametrize("name", ["bbq", "truthfulqa_mc1", "truthfulqa_mc2"])
+def test_a_shared_context_run_once_gives_lm_evals_log_likelihoods(tiny, name, tmp_path, monkeypatch):
+    """Choices of several tokens after one context: the context runs once and its cache serves every
+    choice; log-likelihoods and greedy flags equal lm-eval's one-sequence-per-choice batches."""
+    original, groups = harness.shared_contexts, []
+
+    def spy(requests, max_length):
+        found = original(requests, max_length)
+        groups.extend(len(idx) for idx in found.values())
+        return found
+
+    monkeypatch.setattr(harness, "shared_contexts", spy)
+    shared = harness.evaluate(*tiny, name, 4, tmp_path / "shared", batch_size=4)
+    assert len(groups) == shared["n"] and min(groups) >= 2, "every item's choices shared their context"
+    monkeypatch.setattr(harness, "shared_contexts", lambda requests, max_length: {})
+    plain = harness.evaluate(*tiny, name, 4, tmp_path / "plain", batch_size=4)
+    (a, ga), (b, gb) = _loglikelihoods(tmp_path / "shared", name), _loglikelihoods(tmp_path / "plain", name)
+    np.testing.assert_allclose(a, b, atol=1e-4)
+    assert ga == gb and shared["value"] == plain["value"]
 
 
 def test_logits_to_keep_covers_the_shortest_row():

@@ -136,18 +136,20 @@ def test_gptq_layer_objective_is_below_rtn_on_the_real_model():
     _check_gptq_beats_rtn(_layer_objectives(model, samples))
 
 
-@pytest.mark.parametrize("actorder", [True, False])
-def test_packed_int4_layer_equals_the_dequantized_layer(actorder):
-    """GPTQ-4 on torch's CPU int4 kernel computes what the dequantized layer computes (act-order:
-    groups in permuted order, activations permuted), within bf16 rounding."""
-    from quantlib.quantization.kernels import Int4Linear
+@pytest.mark.parametrize("bits,actorder,sym", [(4, True, True), (4, False, True), (8, True, True),
+                                               (8, False, False)])
+def test_packed_layer_equals_the_dequantized_layer(bits, actorder, sym):
+    """GPTQ-4 and GPTQ-8 on torch's CPU int4 / int8 kernels compute what the dequantized layer
+    computes (act-order: groups in permuted order, activations permuted; asymmetric: the zero-point
+    correction of the int8 path), within bf16 rounding."""
+    from quantlib.quantization.kernels import KERNELS
 
     layer, X = _layer_and_inputs(cols=256, rows=64)
     layer.bias = torch.nn.Parameter(torch.randn(64))
     g = GPTQ(layer)
     g.add_batch(X)
-    g.fasterquant(4, group_size=128, actorder=actorder)
-    packed = Int4Linear(layer, g.grid, 128)
+    g.fasterquant(bits, group_size=128, actorder=actorder, sym=sym)
+    packed = KERNELS[bits][0](layer, g.grid, 128)
     assert (packed.perm is not None) == actorder
     W = layer.weight.data
     assert torch.allclose(packed.dequantized(), W, atol=2e-2 * W.abs().max().item())
@@ -155,3 +157,62 @@ def test_packed_int4_layer_equals_the_dequantized_layer(actorder):
     want = layer(x)
     got = packed(x)
     assert got.dtype == x.dtype and (got - want).norm() / want.norm() < 0.01
+    dense_bytes = W.numel() * 2
+    stored = sum(b.numel() * b.element_size() for n, b in packed.named_buffers() if n in ("packed", "codes"))
+    assert stored == dense_bytes * bits // 16
+
+
+def _unpack(words: torch.Tensor, bits: int, dim: int) -> torch.Tensor:
+    """The GPTQ checkpoint's unpacking, as its kernels read it: 32 / bits fields per int32, low first."""
+    shifts = torch.arange(0, 32, bits, dtype=torch.int32)
+    w = words.movedim(dim, -1).unsqueeze(-1)
+    fields = torch.bitwise_and(torch.bitwise_right_shift(w, shifts), 2**bits - 1)
+    return fields.flatten(-2).movedim(-1, dim)
+
+
+@pytest.mark.parametrize("bits,actorder,sym", [(4, True, True), (4, False, False), (8, True, True),
+                                               (2, True, False)])
+def test_gptq_checkpoint_tensors_decode_to_the_dequantized_weights(bits, actorder, sym):
+    """The tensors written for GPTQModel (qweight, qzeros with v1's offset of one, fp16 scales, g_idx
+    under act-order) decode to the layer's dequantized weights."""
+    from quantlib.quantization import gptq_export
+
+    layer, X = _layer_and_inputs(cols=256, rows=64)
+    g = GPTQ(layer)
+    g.add_batch(X)
+    g.fasterquant(bits, group_size=128, actorder=actorder, sym=sym)
+    t = gptq_export.pack_layer(layer, g.grid, bits, 128)
+    assert t["qweight"].shape == (256 * bits // 32, 64) and t["qzeros"].shape == (2, 64 * bits // 32)
+    q = _unpack(t["qweight"], bits, 0)                           # [K, N]
+    zeros = _unpack(t["qzeros"], bits, 1) + 1                    # [G, N]
+    assert torch.equal(torch.bincount(t["g_idx"].long()), torch.tensor([128, 128]))
+    assert (t["g_idx"].long() == torch.arange(256) // 128).all() != actorder
+    W = t["scales"].float()[t["g_idx"].long()] * (q - zeros[t["g_idx"].long()])   # [K, N]
+    assert torch.allclose(W.t(), layer.weight.data, atol=2e-3 * layer.weight.data.abs().max().item())
+
+
+def _gptqmodel_device(device):
+    from quantlib.quantization import gptq_export
+
+    if not gptq_export.available():
+        pytest.skip("GPTQModel and optimum are not installed (requirements-gpu.txt)")
+    if device == "cuda" and not torch.cuda.is_available():
+        pytest.skip("needs CUDA")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("device", ["cuda", "cpu"])
+def test_gptq_model_runs_on_gptqmodel_kernels(tiny_model, device):
+    """On CUDA, GPTQ's speed model is the checkpoint loaded onto GPTQModel's kernels; its logits match
+    the dequantized model's (the torch kernel on CPU, where GPTQModel is installed)."""
+    _gptqmodel_device(device)
+    from quantlib.quantization import gptq_export, methods
+    from quantlib.running.spec import RunSpec
+
+    model, _ = methods.load(RunSpec(model=tiny_model, method="gptq", bits=4, calibration={"n_samples": 4}).variant)
+    model = model.to(device=device, dtype=torch.float16)
+    packed, info = gptq_export.load(gptq_export.export(model, 4, 128, tiny_model + "-gptq"), device)
+    assert "QuantLinear" in info
+    ids = torch.randint(0, 1000, (1, 16), device=device)
+    want, got = model(ids).logits.float(), packed(ids).logits.float()
+    assert (got - want).norm() / want.norm() < 0.02

@@ -106,6 +106,40 @@ def _accepts_logits_to_keep(model) -> bool:
     return "logits_to_keep" in inspect.signature(model.forward).parameters
 
 
+def shared_contexts(requests, max_length: int) -> dict[tuple, list[int]]:
+    """Requests that share one context and score continuations of several tokens (BBQ's 12 answers,
+    SNLI's 3, TruthfulQA's 4-13): context -> their indices. One-token continuations are left to
+    lm-eval, which already runs their shared context once; rolling windows (no request string) and
+    inputs longer than the model's window too."""
+    groups: dict[tuple, list[int]] = {}
+    for i, (request, ctx, cont) in enumerate(requests):
+        if request is not None and len(ctx) + len(cont) <= max_length + 1:
+            groups.setdefault(tuple(ctx), []).append(i)
+    return {c: idx for c, idx in groups.items() if len(idx) > 1 and max(len(requests[i][2]) for i in idx) > 1}
+
+
+def score_shared(model, ctx: list[int], conts: list[list[int]], device) -> list[tuple[float, bool]]:
+    """(log-likelihood, is greedy) of each continuation after one shared context: the context runs once,
+    its key-value cache is copied once per continuation, and the continuations run together (right
+    padding: causal attention never lets a real token see the padding after it)."""
+    import torch.nn.functional as F
+
+    with torch.no_grad():
+        out = model(torch.tensor([ctx], device=device), use_cache=True, logits_to_keep=1)
+        first = F.log_softmax(out.logits[0, -1].float(), -1)           # predicts each continuation's 1st token
+        width = max(len(c) for c in conts) - 1
+        cache = out.past_key_values
+        cache.batch_repeat_interleave(len(conts))
+        tails = torch.tensor([c[:-1] + [0] * (width + 1 - len(c)) for c in conts], device=device)
+        rest = F.log_softmax(model(tails, past_key_values=cache, use_cache=False).logits.float(), -1)
+    answers = []
+    for j, c in enumerate(conts):
+        logp = torch.cat([first[None], rest[j, :len(c) - 1]])         # [len(c), vocab]
+        toks = torch.tensor(c, device=device)
+        answers.append((float(logp.gather(1, toks[:, None]).sum()), bool((logp.argmax(-1) == toks).all())))
+    return answers
+
+
 def _chat_lm(model, tokenizer, batch_size: int):
     """lm-eval's HFLM, except that a context keeps its trailing whitespace. lm-eval moves it into the
     continuation, which under a chat template is the newline of "<|im_start|>assistant\n": its
@@ -113,7 +147,8 @@ def _chat_lm(model, tokenizer, batch_size: int):
     every choice, and per-token means (TruthfulQA MC1's rule) favour longer answers. Log-likelihood
     batches run the output projection only on the trailing positions that hold continuations (for
     Qwen 0.5B the projection is 151,936 x 896, a quarter of the matmul work per token): MMLU 1.65x
-    faster, log-likelihoods equal to 5e-6."""
+    faster, log-likelihoods equal to 5e-6. Choices of several tokens after one context run that
+    context once (`score_shared`)."""
     from lm_eval.models.huggingface import HFLM
 
     class ChatHFLM(HFLM):
@@ -126,11 +161,22 @@ def _chat_lm(model, tokenizer, batch_size: int):
             return ctx, whole[len(ctx):]
 
         def _loglikelihood_tokens(self, requests, *args, **kwargs):
-            self._longest_continuation = max((len(r[2]) for r in requests), default=None)
+            shared = shared_contexts(requests, self.max_length) if _accepts_logits_to_keep(self.model) else {}
+            answers = [None] * len(requests)
+            for ctx, idx in shared.items():
+                for i, answer in zip(idx, score_shared(self.model, list(ctx), [requests[i][2] for i in idx],
+                                                       self.device)):
+                    answers[i] = answer
+                    self.cache_hook.add_partial("loglikelihood", requests[i][0], answer)
+            rest = [i for i, a in enumerate(answers) if a is None]
+            self._longest_continuation = max((len(requests[i][2]) for i in rest), default=None)
             try:
-                return super()._loglikelihood_tokens(requests, *args, **kwargs)
+                for i, answer in zip(rest, super()._loglikelihood_tokens([requests[i] for i in rest], *args, **kwargs)
+                                     if rest else []):
+                    answers[i] = answer
             finally:
                 self._longest_continuation = None
+            return answers
 
         def _model_call(self, inps, attn_mask=None, labels=None):
             keep = _logits_to_keep(inps, self._longest_continuation)
