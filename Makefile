@@ -5,7 +5,8 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-GRID ?= data/grids/default.yaml data/grids/spqr-ablation.yaml
+# (the ablation first: its group-128 SpQR cell is the longest, and started last it runs alone at the end)
+GRID ?= data/grids/spqr-ablation.yaml data/grids/default.yaml
 # CPUs per run: 1 runs two at once on 2 cores (two 1-thread processes do 1.2x the batched-forward and
 # 1.6-1.8x the decoding work of one 2-thread process here: benchmarks/perf.py threads); their speed is
 # then measured afterwards, alone (make efficiency). Empty = every CPU, one run at a time. GPU runs

@@ -346,7 +346,7 @@ if __name__ == "__main__":
     elif a.what == "costs":
         costs(Path(a.into) / "data" / "runs" if a.into else ROOT / "data" / "runs")
     elif a.what == "shared":
-        shared(a.model, {"bbq": 24, "snli": 48, "truthfulqa_mc1": 32})
+        shared(a.model, {"bbq": 24, "truthfulqa_mc1": 32, "truthfulqa_mc2": 32})
     elif a.what == "end-to-end":
         end_to_end()
     elif a.what == "ray":

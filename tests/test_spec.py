@@ -77,7 +77,8 @@ def test_variant_key_covers_calibration_only_for_calibrated_methods():
 def test_default_grid_expands_to_every_method_and_benchmark():
     specs = load_grid(paths.GRIDS / "default.yaml")
     labels = [s.label for s in specs]
-    assert sorted(labels) == sorted(["fp32", "bnb-int8", "bnb-nf4", "bnb-fp4", "gptq-8b", "gptq-4b", "gptq-3b",
+    fp = RunSpec(model="smollm2-135m-instruct", method="fp").label  # bf16 where native, else fp32
+    assert sorted(labels) == sorted([fp, "bnb-int8", "bnb-nf4", "bnb-fp4", "gptq-8b", "gptq-4b", "gptq-3b",
                                      "gptq-2b", "rtn-8b", "rtn-4b", "rtn-3b", "rtn-2b", "spqr-8b", "spqr-4b",
                                      "spqr-3b", "spqr-2b"])
     assert len({s.name for s in specs}) == len(specs)
@@ -126,3 +127,12 @@ def test_bad_grid_files_fail_at_load(tmp_path, text, msg):
         load_grid(f)
     with pytest.raises(SpecError, match="not found"):
         load_grid(tmp_path / "missing.yaml")
+
+
+def test_the_study_sizes_differ_between_models_only_where_the_grids_say():
+    """study-1.5b.yaml restates study.yaml's benchmark sizes (a grid's `benchmarks` replaces the
+    included one): they must agree except MMLU and C-Eval, scored further on the larger model."""
+
+    small, large = (load_grid(paths.GRIDS / g)[0].benchmarks for g in ("study.yaml", "study-1.5b.yaml"))
+    differ = {b for b in set(small) | set(large) if small.get(b) != large.get(b)}
+    assert differ == {"mmlu", "ceval"}

@@ -140,15 +140,17 @@ def score_shared(model, ctx: list[int], conts: list[list[int]], device) -> list[
     return answers
 
 
-def _chat_lm(model, tokenizer, batch_size: int):
+def _chat_lm(model, tokenizer, batch_size: int, share_contexts: bool = False):
     """lm-eval's HFLM, except that a context keeps its trailing whitespace. lm-eval moves it into the
     continuation, which under a chat template is the newline of "<|im_start|>assistant\n": its
     log-probability (-16 for Qwen2.5-Coder-0.5B, which starts its answer without it) is then added to
     every choice, and per-token means (TruthfulQA MC1's rule) favour longer answers. Log-likelihood
     batches run the output projection only on the trailing positions that hold continuations (for
     Qwen 0.5B the projection is 151,936 x 896, a quarter of the matmul work per token): MMLU 1.65x
-    faster, log-likelihoods equal to 5e-6. Choices of several tokens after one context run that
-    context once (`score_shared`)."""
+    faster, log-likelihoods equal to 5e-6. With `share_contexts` (the benchmark registry's
+    shared_context), choices of several tokens after one context run that context once
+    (`score_shared`): BBQ 2.95x faster on Qwen 0.5B in bf16, the same top choice on every item, but
+    log-likelihoods that differ by up to 0.34 (bf16 rounding along another path), hence its own key."""
     from lm_eval.models.huggingface import HFLM
 
     class ChatHFLM(HFLM):
@@ -161,7 +163,8 @@ def _chat_lm(model, tokenizer, batch_size: int):
             return ctx, whole[len(ctx):]
 
         def _loglikelihood_tokens(self, requests, *args, **kwargs):
-            shared = shared_contexts(requests, self.max_length) if _accepts_logits_to_keep(self.model) else {}
+            shared = shared_contexts(requests, self.max_length) if share_contexts and _accepts_logits_to_keep(
+                self.model) else {}
             answers = [None] * len(requests)
             for ctx, idx in shared.items():
                 for i, answer in zip(idx, score_shared(self.model, list(ctx), [requests[i][2] for i in idx],
@@ -205,7 +208,7 @@ def evaluate(model, tokenizer, benchmark: str, limit: int | None, samples_dir: P
     reg = suite.registry()[benchmark]
     configs = task_configs(benchmark)
     common.set_tokenizer(tokenizer)
-    lm = _chat_lm(model, tokenizer, batch_size)
+    lm = _chat_lm(model, tokenizer, batch_size, reg.get("shared_context", False))
     t0 = time.perf_counter()
     res = simple_evaluate(model=lm, tasks=configs, task_manager=_task_manager(), limit=limit,
                           apply_chat_template=True, log_samples=True, bootstrap_iters=0, random_seed=0,
@@ -261,6 +264,7 @@ def result_key(weights_key: dict, model, benchmark: str, limit: int | None, batc
     return {"weights": weights_key, "device": str(model.device.type), "benchmark": benchmark,
             "task_sha256": task_sha256(benchmark), "limit": limit, "lm_eval": version("lm_eval"),
             "scorer_version": SCORER_VERSION, "batch_size": batch_size,
+            **({"shared_context": True} if suite.registry()[benchmark].get("shared_context") else {}),
             "judge": (judge.configured() or {}).get("model") if suite.registry()[benchmark].get("judge") else None}
 
 
