@@ -9,14 +9,14 @@ import numpy as np
 import pandas as pd
 
 from quantlib.io import paths
-from quantlib.running.spec import load_grid
+from quantlib.running.spec import RunSpec, load_grid
 
 
 def twins(grid: str = "dtype.yaml") -> tuple[Path, Path]:
-    """The run folders of a grid's fp32 baseline and of the same spec in bf16 (the default grid's)."""
+    """The run folders of a grid's fp32 baseline and of the same spec in bf16 (the default grid's on
+    machines that compute in bf16)."""
     fp32 = load_grid(paths.GRIDS / grid)[0]
-    bf16 = load_grid(paths.GRIDS / "default.yaml")
-    bf16 = next(s for s in bf16 if s.method == fp32.method)
+    bf16 = RunSpec.from_dict(fp32.to_dict() | {"dtype": "bfloat16", "bits": None})
     return paths.RUNS / fp32.name, paths.RUNS / bf16.name
 
 
