@@ -108,7 +108,7 @@ def _accepts_logits_to_keep(model) -> bool:
 
 def shared_contexts(requests, max_length: int) -> dict[tuple, list[int]]:
     """Requests that share one context and score continuations of several tokens (BBQ's 12 answers,
-    SNLI's 3, TruthfulQA's 4-13): context -> their indices. One-token continuations are left to
+    TruthfulQA's 4-13): context -> their indices. One-token continuations are left to
     lm-eval, which already runs their shared context once; rolling windows (no request string) and
     inputs longer than the model's window too."""
     groups: dict[tuple, list[int]] = {}
