@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from quantlib.quantization import kernels
+from quantlib.quantization.grid_codes import codes
 
 WIDTHS = (2, 4, 8)
 
@@ -40,11 +40,11 @@ def pack_layer(linear: torch.nn.Linear, grid: dict, bits: int, group_size: int) 
     """One quantized linear layer's tensors in the GPTQ checkpoint format."""
     if bits not in WIDTHS:
         raise ValueError(f"GPTQ checkpoints hold {WIDTHS}-bit codes here, not {bits}")
-    q, scale, zero, perm = kernels.codes(linear, grid, group_size, 2**bits - 1)   # q in permuted order
+    q, scale, zero, perm = codes(linear, grid, group_size, 2**bits - 1)   # q in permuted order
     K = linear.in_features
     rank = torch.argsort(perm) if perm is not None else torch.arange(K)            # column k sits at rank[k]
-    codes = q[:, rank]                                                               # [N, K], original order
-    out = {"qweight": _pack(codes.t(), bits, 0),
+    ordered = q[:, rank]                                                             # [N, K], original order
+    out = {"qweight": _pack(ordered.t(), bits, 0),
            "qzeros": _pack(zero.t() - 1, bits, 1),
            "scales": scale.t().to(torch.float16).contiguous(),
            "g_idx": (rank // group_size).to(torch.int32)}

@@ -18,16 +18,8 @@ import copy
 
 import torch
 
-
-def codes(linear: torch.nn.Linear, grid: dict, group_size: int, maxq: int):
-    """A GPTQ layer's integer codes in permuted column order, with its per-group scale and zero."""
-    W = linear.weight.data.float()
-    perm = grid["perm"].long()
-    scale, zero = grid["scale"].float(), grid["zero"].float()         # [N, G]: per row and group
-    q = torch.clamp(torch.round(W[:, perm] / scale.repeat_interleave(group_size, 1)
-                                + zero.repeat_interleave(group_size, 1)), 0, maxq)
-    identity = bool((perm == torch.arange(len(perm))).all())
-    return q, scale, zero, None if identity else perm
+from quantlib.quantization import gptq_export
+from quantlib.quantization.grid_codes import codes
 
 
 class _Packed(torch.nn.Module):
@@ -128,8 +120,6 @@ def pack(model, bits: int, group_size: int) -> tuple[torch.nn.Module, dict]:
 def _on_gptqmodel(model, bits: int, group_size: int) -> tuple[torch.nn.Module, dict]:
     """On CUDA: the model written as a GPTQ checkpoint and loaded onto GPTQModel's kernels."""
     import tempfile
-
-    from quantlib.quantization import gptq_export
 
     if not gptq_export.available() or bits not in gptq_export.WIDTHS:
         return model, dict(DENSE)
