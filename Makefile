@@ -48,7 +48,8 @@ $(VENV)/.study-models: requirements-study.txt | venv
 	touch $@
 
 # slow stage: the study grid, one run at a time with every CPU (hours to days on 2 cores); each
-# benchmark is written as it finishes, so an interrupted study resumes at the first unfinished one
+# benchmark is written as it finishes (and journals its requests while it runs), so an interrupted
+# study resumes at the first unscored request
 study: study-models
 	$(PY) -m quantlib.running.grid $(STUDY_GRID) --engine local
 

@@ -266,3 +266,34 @@ def test_results_are_reused_for_the_same_weights_task_and_limit(tiny, tiny_model
     entry = tmp_path / "cache" / "results" / again["cache"]["entry"]
     (entry / "samples.jsonl").write_text("tampered\n")  # a damaged entry is recomputed, not trusted
     assert harness.score_into(tmp_path / "d", *tiny, key, "snli", 2)["cache"]["hit"] is False
+
+
+def test_an_interrupted_benchmark_resumes_at_its_first_unscored_request(tiny, tiny_model, tmp_path, monkeypatch):
+    import functools
+
+    from quantlib.running.spec import RunSpec
+
+    model, tok = tiny
+    monkeypatch.setenv("QUANTLIB_CACHE", str(tmp_path / "cache"))
+    key = RunSpec(model=tiny_model, method="fp").variant.key()
+    calls, forward, dies_at = [], model.forward, [None]
+
+    @functools.wraps(forward)  # keeps forward's signature (logits_to_keep) for the harness to see
+    def counted(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == dies_at[0]:
+            raise KeyboardInterrupt("the machine stopped")
+        return forward(*args, **kwargs)
+
+    monkeypatch.setattr(model, "forward", counted)
+    straight = harness.evaluate(model, tok, "truthfulqa_mc2", 3, tmp_path / "straight", batch_size=2)
+    whole, calls[:], dies_at[0] = len(calls), [], 3
+    with pytest.raises(KeyboardInterrupt):
+        harness.score_into(tmp_path / "run", model, tok, key, "truthfulqa_mc2", 3, batch_size=2)
+    assert not (tmp_path / "run" / "benchmarks" / "truthfulqa_mc2.json").exists()
+    assert list((tmp_path / "run" / "partial").glob("truthfulqa_mc2-*"))  # the journal of what was scored
+    calls[:], dies_at[0] = [], None
+    resumed = harness.score_into(tmp_path / "run", model, tok, key, "truthfulqa_mc2", 3, batch_size=2)
+    assert resumed["requests_from_journal"] > 0 and len(calls) == whole - 2  # the two batches scored are not rerun
+    assert resumed["value"] == straight["value"] and resumed["outputs_sha256"] == straight["outputs_sha256"]
+    assert not (tmp_path / "run" / "partial").exists()  # removed once the benchmark is written

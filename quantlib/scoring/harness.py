@@ -200,17 +200,35 @@ def _task_manager():
     return TaskManager(include_defaults=False)
 
 
+def _journaled(journal: Path | None) -> tuple[str | None, int]:
+    """lm-eval's request cache as a journal of one benchmark in progress: every scored request is
+    written as it finishes (SQLite, <journal>_rank0.db), so a benchmark cut short resumes at its first
+    unscored request. Returns lm-eval's `use_cache` prefix and how many requests the journal holds."""
+    if journal is None:
+        return None, 0
+    from sqlitedict import SqliteDict
+
+    journal.parent.mkdir(parents=True, exist_ok=True)
+    db = Path(f"{journal}_rank0.db")
+    if not db.exists():
+        return str(journal), 0
+    with SqliteDict(str(db), flag="r") as d:
+        return str(journal), len(d)
+
+
 def evaluate(model, tokenizer, benchmark: str, limit: int | None, samples_dir: Path,
-             batch_size: int = 8) -> dict:
-    """Score one benchmark; per-item records go to samples_dir/<benchmark>.jsonl."""
+             batch_size: int = 8, journal: Path | None = None) -> dict:
+    """Score one benchmark; per-item records go to samples_dir/<benchmark>.jsonl. With a journal,
+    requests it already holds are read from it, and new ones are added as they are scored."""
     from lm_eval import simple_evaluate
 
     reg = suite.registry()[benchmark]
     configs = task_configs(benchmark)
     common.set_tokenizer(tokenizer)
     lm = _chat_lm(model, tokenizer, batch_size, reg.get("shared_context", False))
+    use_cache, journaled = _journaled(journal)
     t0 = time.perf_counter()
-    res = simple_evaluate(model=lm, tasks=configs, task_manager=_task_manager(), limit=limit,
+    res = simple_evaluate(model=lm, tasks=configs, task_manager=_task_manager(), limit=limit, use_cache=use_cache,
                           apply_chat_template=True, log_samples=True, bootstrap_iters=0, random_seed=0,
                           numpy_random_seed=0, torch_random_seed=0, fewshot_random_seed=0)
     per_task, lines, chance = {}, [], []
@@ -247,6 +265,7 @@ def evaluate(model, tokenizer, benchmark: str, limit: int | None, samples_dir: P
             # same spec, seed and thread count: same hash on CPU
             "outputs_sha256": hashlib.sha256(text.encode()).hexdigest(),
             "seconds": time.perf_counter() - t0,  # wall time of scoring (a cache hit keeps the original's)
+            **({"requests_from_journal": journaled} if journaled else {}),  # resumed: seconds cover the rest
             "lm_eval_config": {k: v for k, v in res.get("config", {}).items() if k in ("batch_size", "limit")}}
 
 
@@ -273,7 +292,11 @@ def score_into(run_dir: Path, model, tokenizer, weights_key: dict, benchmark: st
     """One benchmark's result, written into the run folder as it finishes (benchmarks/<name>.json and
     samples/<name>.jsonl), so that a run cut short resumes at the first unfinished benchmark. A result
     for the same key is reused: the run folder's own, else the shared cache (QUANTLIB_CACHE/results),
-    which lets another grid cell with the same weights skip it. The record says where it came from."""
+    which lets another grid cell with the same weights skip it. The record says where it came from.
+    A benchmark in progress keeps a journal of its scored requests in the run folder
+    (partial/<benchmark>-<key digest>), removed when it finishes: an interrupted one resumes there.
+    Resumed requests are batched differently, so in bf16 their log-likelihoods can differ in the last
+    bits from an uninterrupted run's; the record counts them (requests_from_journal)."""
     key = result_key(weights_key, model, benchmark, limit, batch_size)
     digest = files.digest(key)[:20]
     own = (run_dir / "benchmarks" / f"{benchmark}.json", run_dir / "samples" / f"{benchmark}.jsonl")
@@ -291,11 +314,23 @@ def score_into(run_dir: Path, model, tokenizer, weights_key: dict, benchmark: st
             result |= {"cache": {"key": key, "hit": True, "entry": shared.name}}
             files.atomic_write_text(own[1], text)
             files.write_json(own[0], result)
+        _drop_journals(run_dir / "partial", benchmark)
         return result
-    result = evaluate(model, tokenizer, benchmark, limit, run_dir / "samples", batch_size)
+    partial = run_dir / "partial"
+    result = evaluate(model, tokenizer, benchmark, limit, run_dir / "samples", batch_size,
+                      journal=partial / f"{benchmark}-{digest}")
     result |= {"cache": {"key": key, "hit": False}}
     text = own[1].read_text(encoding="utf-8")
     files.atomic_write_text(shared / "samples.jsonl", text)
     files.write_json(shared / "result.json", result)
     files.write_json(own[0], result)  # written last: a benchmark without it is redone
+    _drop_journals(partial, benchmark)
     return result
+
+
+def _drop_journals(partial: Path, benchmark: str) -> None:
+    """A finished benchmark's journal, and any an older key left."""
+    for f in partial.glob(f"{benchmark}-*"):
+        f.unlink()
+    if partial.is_dir() and not any(partial.iterdir()):
+        partial.rmdir()
