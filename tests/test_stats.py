@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from quantlib.reporting import stats
+from quantlib.tasks.common import corpus_bleu
 
 
 def test_bootstrap_ci_covers_the_true_mean_at_about_the_nominal_rate():
@@ -54,7 +55,20 @@ def test_bleu_interval_recomputes_corpus_bleu(tmp_path):
     pairs = [["a b c d e f", "a b c d e f"], ["g h i j k l", "g h i j k m"], ["m n o p", "m n o p"]]
     f = _write(tmp_path / "f.jsonl", pairs, "bleu")
     s = stats.benchmark_stats("flores_zh_en", "bleu", f, None)
-    assert s["ci_lo"] <= stats.corpus_bleu(pairs, "13a") <= s["ci_hi"] <= 100 + 1e-9
+    assert s["ci_lo"] <= corpus_bleu(pairs, "13a") <= s["ci_hi"] <= 100 + 1e-9
+
+
+@pytest.mark.parametrize("name", ["flores_zh_en", "flores_en_zh"])
+def test_bleu_of_a_resample_is_corpus_bleu_of_its_items(name):
+    """The bootstrap sums per-item n-gram statistics (sacrebleu's paired-bootstrap method) instead of
+    rescoring each resample: it must give sacrebleu's corpus BLEU of the resampled items exactly."""
+    pairs = ([["the cat sat on the mat", "the cat sat on a mat"], ["a b c d e f", "a b c d e g"],
+              ["it is raining today .", "today it rains ."], ["m n o p", "m n o p"]] if name == "flores_zh_en" else
+             [["我爱北京天安门", "我爱北京天安"], ["今天下雨。", "今天下雨了。"], ["他是老师", "她是学生"]])
+    idx = np.random.default_rng(1).integers(0, len(pairs), size=(20, len(pairs)))
+    fast = stats._resampler(name, pairs)(idx)
+    slow = [corpus_bleu([pairs[i] for i in row], stats.BLEU_TOKENIZE[name]) for row in idx]
+    assert fast.tolist() == pytest.approx(slow, abs=1e-12) and np.ptp(slow) > 0
 
 
 def test_correlation_on_known_relations():

@@ -13,8 +13,6 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
-from quantlib.tasks.common import corpus_bleu
-
 SEED = 0
 BLEU_TOKENIZE = {"flores_en_zh": "zh", "flores_zh_en": "13a"}
 
@@ -29,24 +27,40 @@ def items(samples: Path, metric: str) -> dict:
     return out
 
 
-def _statistic(name: str):
-    if name in BLEU_TOKENIZE:
-        return lambda pairs: corpus_bleu(list(pairs), BLEU_TOKENIZE[name])
-    return lambda xs: float(np.mean(xs))
+def _resampler(name: str, values: list):
+    """idx -> the headline statistic of each bootstrap resample (one row of item indices per resample):
+    the mean, or for FLORES corpus BLEU from per-item n-gram statistics summed over the resample, the
+    method of sacrebleu's own paired bootstrap (sacrebleu.significance): equal to corpus_bleu on the
+    resampled items, without re-tokenizing them for every resample."""
+    if name not in BLEU_TOKENIZE:
+        x = np.asarray(values, dtype=float)
+        return lambda idx: x[idx].mean(axis=1)
+    from sacrebleu.metrics import BLEU
+
+    bleu = BLEU(tokenize=BLEU_TOKENIZE[name])
+    refs, hyps = zip(*values)
+    per_item = np.asarray(bleu._extract_corpus_statistics([h.strip() for h in hyps], [list(refs)]))
+    return lambda idx: np.array([bleu._compute_score_from_stats(s.tolist()).score for s in per_item[idx].sum(axis=1)])
 
 
-def bootstrap_ci(values, statistic=np.mean, level: float = 0.95, n_resamples: int = 2000,
-                 seed: int = SEED) -> tuple[float, float]:
-    """Percentile bootstrap over items (resampled with replacement)."""
+def _resamples(name: str, n: int, seed: int = SEED, size: int | None = None) -> np.ndarray:
+    """The item indices of each resample (by default 1000 for corpus BLEU, 2000 for means)."""
+    size = size or (1000 if name in BLEU_TOKENIZE else 2000)
+    return np.random.default_rng(seed).integers(0, n, size=(size, n))
+
+
+def _interval(x, level: float) -> tuple[float, float]:
+    lo, hi = np.quantile(x, [(1 - level) / 2, (1 + level) / 2])
+    return float(lo), float(hi)
+
+
+def bootstrap_ci(values, level: float = 0.95, n_resamples: int | None = None, seed: int = SEED,
+                 name: str = "") -> tuple[float, float]:
+    """Percentile bootstrap over items (resampled with replacement) of benchmark `name`'s statistic."""
     values = list(values)
     if len(values) < 2:
         return (float("nan"), float("nan"))
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, len(values), size=(n_resamples, len(values)))
-    boot = np.array([statistic([values[i] for i in row]) for row in idx]) if statistic is not np.mean else \
-        np.asarray(values, dtype=float)[idx].mean(axis=1)
-    lo, hi = np.quantile(boot, [(1 - level) / 2, (1 + level) / 2])
-    return float(lo), float(hi)
+    return _interval(_resampler(name, values)(_resamples(name, len(values), seed, n_resamples)), level)
 
 
 def mcnemar(a, b) -> dict:
@@ -57,60 +71,46 @@ def mcnemar(a, b) -> dict:
     return {"only_first": n01, "only_second": n10, "p": p}
 
 
-def paired_p(name: str, base: list, quant: list) -> float:
-    """p-value of 'quantized differs from baseline' on the same items."""
-    if name in BLEU_TOKENIZE:  # paired bootstrap of the corpus-BLEU difference (two-sided)
-        f = _statistic(name)
-        rng = np.random.default_rng(SEED)
-        observed = f(quant) - f(base)
-        idx = rng.integers(0, len(base), size=(1000, len(base)))
-        deltas = np.array([f([quant[i] for i in r]) - f([base[i] for i in r]) for r in idx])
-        return float(min(1.0, 2 * min((deltas <= 0).mean(), (deltas >= 0).mean()))) if observed else 1.0
-    x, y = np.asarray(base, dtype=float), np.asarray(quant, dtype=float)
-    if set(np.unique(np.r_[x, y])) <= {0.0, 1.0}:
-        return mcnemar(x, y)["p"]
-    if np.allclose(x, y):
-        return 1.0
-    return float(stats.wilcoxon(x, y, zero_method="zsplit").pvalue)
+def paired(name: str, base: list, quant: list, level: float = 0.95, power: float = 0.8) -> dict:
+    """The change from the baseline on the same items: its value, a paired bootstrap interval, the
+    minimum detectable difference (MDD) of these n items, (z_{1-alpha/2} + z_power) times the bootstrap
+    standard error of the difference (quantlib.reporting.power, with the measured spread), and the
+    p-value of 'quantized differs from baseline': exact McNemar for right/wrong outcomes, Wilcoxon
+    signed-rank for graded ones, the two-sided paired bootstrap for corpus BLEU."""
+    n = len(base)
+    if n < 2:
+        return {}
+    idx = _resamples(name, n)
+    if name in BLEU_TOKENIZE:
+        fq, fb, whole = _resampler(name, quant), _resampler(name, base), np.arange(n)[None]
+        deltas, observed = fq(idx) - fb(idx), float(fq(whole)[0] - fb(whole)[0])
+        p = float(min(1.0, 2 * min((deltas <= 0).mean(), (deltas >= 0).mean()))) if observed else 1.0
+    else:
+        x, y = np.asarray(base, dtype=float), np.asarray(quant, dtype=float)
+        deltas, observed = (y - x)[idx].mean(axis=1), float(np.mean(y) - np.mean(x))
+        if set(np.unique(np.r_[x, y])) <= {0.0, 1.0}:
+            p = mcnemar(x, y)["p"]
+        else:
+            p = 1.0 if np.allclose(x, y) else float(stats.wilcoxon(x, y, zero_method="zsplit").pvalue)
+    lo, hi = _interval(deltas, level)
+    z = stats.norm.ppf((1 + level) / 2) + stats.norm.ppf(power)
+    return {"p": p, "delta": observed, "delta_lo": lo, "delta_hi": hi, "mdd": float(z * deltas.std(ddof=1))}
 
 
 def benchmark_stats(name: str, metric: str, run_samples: Path, base_samples: Path | None) -> dict:
     """CI of the headline metric, and against the baseline: flip share, paired p-value, items compared."""
     run = items(run_samples, metric)
-    f = _statistic(name)
-    out = dict(zip(("ci_lo", "ci_hi"), bootstrap_ci(list(run.values()), f if name in BLEU_TOKENIZE else np.mean,
-                                                    n_resamples=1000 if name in BLEU_TOKENIZE else 2000)))
+    out = dict(zip(("ci_lo", "ci_hi"), bootstrap_ci(list(run.values()), name=name)))
     if base_samples is not None and base_samples.exists() and base_samples != run_samples:
         base = items(base_samples, metric)
         keys = sorted(set(base) & set(run), key=str)
         if keys:
             b, q = [base[k] for k in keys], [run[k] for k in keys]
             binary = name not in BLEU_TOKENIZE and set(np.unique(np.r_[b, q]).tolist()) <= {0.0, 1.0}
-            out.update(paired_n=len(keys), p=paired_p(name, b, q),
-                       flips=float(np.mean(np.asarray(b) != np.asarray(q))) if binary else None,
-                       **paired_delta(name, b, q))
+            vs = paired(name, b, q)
+            out.update(paired_n=len(keys), p=vs.pop("p", None),
+                       flips=float(np.mean(np.asarray(b) != np.asarray(q))) if binary else None, **vs)
     return out
-
-
-def paired_delta(name: str, base: list, quant: list, level: float = 0.95, power: float = 0.8) -> dict:
-    """The change from the baseline on the same items: its value, a paired bootstrap interval, and the
-    minimum detectable difference (MDD) of these n items, (z_{1-alpha/2} + z_power) times the bootstrap
-    standard error of the difference (quantlib.reporting.power, with the measured spread)."""
-    f = _statistic(name)
-    rng = np.random.default_rng(SEED)
-    n = len(base)
-    if n < 2:
-        return {}
-    idx = rng.integers(0, n, size=(1000 if name in BLEU_TOKENIZE else 2000, n))
-    if name in BLEU_TOKENIZE:
-        deltas = np.array([f([quant[i] for i in r]) - f([base[i] for i in r]) for r in idx])
-    else:
-        d = np.asarray(quant, dtype=float) - np.asarray(base, dtype=float)
-        deltas = d[idx].mean(axis=1)
-    lo, hi = np.quantile(deltas, [(1 - level) / 2, (1 + level) / 2])
-    z = stats.norm.ppf((1 + level) / 2) + stats.norm.ppf(power)
-    return {"delta": float(f(quant) - f(base)), "delta_lo": float(lo), "delta_hi": float(hi),
-            "mdd": float(z * deltas.std(ddof=1))}
 
 
 def correlation(x, y, level: float = 0.95) -> dict:
