@@ -297,3 +297,12 @@ def test_an_interrupted_benchmark_resumes_at_its_first_unscored_request(tiny, ti
     assert resumed["requests_from_journal"] > 0 and len(calls) == whole - 2  # the two batches scored are not rerun
     assert resumed["value"] == straight["value"] and resumed["outputs_sha256"] == straight["outputs_sha256"]
     assert not (tmp_path / "run" / "partial").exists()  # removed once the benchmark is written
+
+
+def test_an_unreadable_journal_is_dropped_and_the_benchmark_starts_over(tmp_path, capsys):
+    journal = tmp_path / "partial" / "snli-0123"
+    journal.parent.mkdir()
+    db = Path(f"{journal}_rank0.db")
+    db.write_bytes(b"cut mid-write" * 100)
+    assert harness._journaled(journal) == (str(journal), 0) and not db.exists()
+    assert "unreadable journal" in capsys.readouterr().out

@@ -12,6 +12,7 @@ import hashlib
 import inspect
 import json
 import math
+import sqlite3
 import time
 from pathlib import Path
 
@@ -212,8 +213,13 @@ def _journaled(journal: Path | None) -> tuple[str | None, int]:
     db = Path(f"{journal}_rank0.db")
     if not db.exists():
         return str(journal), 0
-    with SqliteDict(str(db), flag="r") as d:
-        return str(journal), len(d)
+    try:
+        with SqliteDict(str(db), flag="r") as d:
+            return str(journal), len(d)
+    except sqlite3.DatabaseError as e:  # cut mid-write: the benchmark starts over rather than trust it
+        print(f"{db}: unreadable journal ({e}); scoring {journal.name.rsplit('-', 1)[0]} from its first request")
+        db.unlink()
+        return str(journal), 0
 
 
 def evaluate(model, tokenizer, benchmark: str, limit: int | None, samples_dir: Path,
