@@ -6,6 +6,7 @@ copy, after checking that the files exist and carry the columns the task needs; 
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import glob
 import hashlib
@@ -207,15 +208,13 @@ def _journaled(journal: Path | None) -> tuple[str | None, int]:
     unscored request. Returns lm-eval's `use_cache` prefix and how many requests the journal holds."""
     if journal is None:
         return None, 0
-    from sqlitedict import SqliteDict
-
     journal.parent.mkdir(parents=True, exist_ok=True)
     db = Path(f"{journal}_rank0.db")
     if not db.exists():
         return str(journal), 0
-    try:
-        with SqliteDict(str(db), flag="r") as d:
-            return str(journal), len(d)
+    try:  # lm-eval's SqliteDict keeps its entries in the table "unnamed"
+        with contextlib.closing(sqlite3.connect(db)) as con:
+            return str(journal), con.execute("SELECT COUNT(*) FROM unnamed").fetchone()[0]
     except sqlite3.DatabaseError as e:  # cut mid-write: the benchmark starts over rather than trust it
         print(f"{db}: unreadable journal ({e}); scoring {journal.name.rsplit('-', 1)[0]} from its first request")
         db.unlink()
