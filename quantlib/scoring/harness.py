@@ -305,6 +305,7 @@ def score_into(run_dir: Path, model, tokenizer, weights_key: dict, benchmark: st
     key = result_key(weights_key, model, benchmark, limit, batch_size)
     digest = files.digest(key)[:20]
     own = (run_dir / "benchmarks" / f"{benchmark}.json", run_dir / "samples" / f"{benchmark}.jsonl")
+    partial = run_dir / "partial"
     shared = paths.cache_dir() / "results" / f"{benchmark}-{digest}"
     places = (("run", own), ("cache", (shared / "result.json", shared / "samples.jsonl")))
     for where, (res_file, samples_file) in places:
@@ -319,9 +320,8 @@ def score_into(run_dir: Path, model, tokenizer, weights_key: dict, benchmark: st
             result |= {"cache": {"key": key, "hit": True, "entry": shared.name}}
             files.atomic_write_text(own[1], text)
             files.write_json(own[0], result)
-        _drop_journals(run_dir / "partial", benchmark)
+        _drop_journals(partial, benchmark)
         return result
-    partial = run_dir / "partial"
     result = evaluate(model, tokenizer, benchmark, limit, run_dir / "samples", batch_size,
                       journal=partial / f"{benchmark}-{digest}")
     result |= {"cache": {"key": key, "hit": False}}
