@@ -1,8 +1,10 @@
 """The papermill template and the grid runner: complete records, skip on rerun, resume mid-run,
 failures recorded."""
 import json
+import os
 import subprocess
 import sys
+from datetime import datetime, timezone
 
 import papermill as pm
 import pytest
@@ -82,15 +84,27 @@ def test_interrupted_run_resumes_at_the_first_unfinished_benchmark(grid_run, cap
     d, _ = grid_run
     folder = next(f for f in sorted((d / "runs").iterdir()) if "gptq" in f.name)
     kept = folder / "benchmarks" / "gsm8k.json"
-    stamp = (kept.stat().st_mtime_ns, (folder / "perplexity.json").stat().st_mtime_ns)
     (folder / "benchmarks" / "snli.json").unlink()  # as if killed while scoring SNLI
+    # the killed sitting started an hour ago and last wrote (a notebook checkpoint) 600 s after its start
     records.set_status(folder, "running")
+    st = files.read_json(folder / "status.json")
+    start = datetime.fromisoformat(st["time"]).timestamp() - 3600
+    files.write_json(folder / "status.json", {**st, "time": datetime.fromtimestamp(start, timezone.utc).isoformat()})
+    for f in folder.rglob("*"):
+        if f.is_file() and f.name != "status.json":
+            os.utime(f, (start, start))
+    checkpoint = folder / ".run.999999.ipynb"
+    checkpoint.write_text("{}")
+    os.utime(checkpoint, (start + 600, start + 600))
     assert not records.complete(folder)
     assert grid.main([str(d / "grid.yaml"), "--runs", str(d / "runs"), "--engine", "local"]) == 0
     out = capsys.readouterr().out
     assert out.count("[resume]") == 1 and out.count("[skip]") == 1
     assert records.complete(folder) and (folder / "benchmarks" / "snli.json").exists()
-    assert (kept.stat().st_mtime_ns, (folder / "perplexity.json").stat().st_mtime_ns) == stamp  # not redone
+    assert all(abs(f.stat().st_mtime - start) < 1e-3 for f in (kept, folder / "perplexity.json"))  # not redone
+    done = files.read_json(folder / "status.json")
+    assert done["earlier_seconds"] == 600.0 and done["seconds"] > 600  # both sittings' wall time
+    assert not checkpoint.exists()  # the killed sitting's notebook is superseded
     executed = (folder / "run.ipynb").read_text()
     assert "perplexity: finished earlier" in executed and "gsm8k: exact_match" in executed
 

@@ -40,8 +40,11 @@ def run_one(spec, runs: Path, template: Path = paths.RUN_TEMPLATE, kernel: str =
     if records.status(folder) is not None:  # finished benchmarks are kept: the notebook resumes after them
         print(f"[resume] {spec.name}: its record is incomplete", flush=True)
     folder.mkdir(parents=True, exist_ok=True)
+    earlier = round(records.earlier_seconds(folder), 1)
     (folder / "efficiency.json").unlink(missing_ok=True)  # measured with another model load: redone
-    records.set_status(folder, "running", pid=os.getpid(), host=platform.node())
+    for stale in folder.glob(".run.*.ipynb"):  # an interrupted sitting's notebook: superseded by this one
+        stale.unlink()
+    records.set_status(folder, "running", pid=os.getpid(), host=platform.node(), earlier_seconds=earlier)
     tmp = folder / f".run.{os.getpid()}.ipynb"
     t0 = time.perf_counter()
     print(f"[run ] {spec.name}", flush=True)
@@ -56,12 +59,13 @@ def run_one(spec, runs: Path, template: Path = paths.RUN_TEMPLATE, kernel: str =
             os.replace(tmp, folder / "run.ipynb")
         err = getattr(e, "ename", type(e).__name__) + ": " + str(getattr(e, "evalue", e))
         records.set_status(folder, "failed", error=err[-2000:], seconds=time.perf_counter() - t0,
-                           traceback=traceback.format_exc()[-4000:])
+                           earlier_seconds=earlier, traceback=traceback.format_exc()[-4000:])
         print(f"[FAIL] {spec.name}: {err[:300]}", flush=True)
         return "failed"
     os.replace(tmp, folder / "run.ipynb")
-    records.set_status(folder, "done", seconds=round(time.perf_counter() - t0, 1), pid=os.getpid(),
-                       host=platform.node())
+    this = time.perf_counter() - t0  # seconds: every sitting's wall time (earlier_seconds: all but this one)
+    records.set_status(folder, "done", seconds=round(this + earlier, 1), earlier_seconds=earlier,
+                       pid=os.getpid(), host=platform.node())
     print(f"[done] {spec.name} in {time.perf_counter() - t0:.0f} s", flush=True)
     return "done"
 

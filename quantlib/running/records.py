@@ -65,6 +65,25 @@ def read_spec(folder: Path):
     return spec
 
 
+def earlier_seconds(folder: Path) -> float:
+    """Wall time the run's earlier sittings spent, for a run resumed after an interruption: a failed
+    sitting's recorded seconds; a killed one's, from its start to the last file it wrote (its unsaved
+    work after that is not counted, so this is a lower bound). 0 for a run never started."""
+    folder = Path(folder)
+    try:
+        st = files.read_json(folder / "status.json")
+    except (OSError, ValueError):
+        return 0.0
+    before = st.get("earlier_seconds", 0.0)
+    if st.get("status") == "failed":
+        return before + (st.get("seconds") or 0.0)
+    if st.get("status") != "running" or "time" not in st:
+        return before
+    started = datetime.fromisoformat(st["time"]).timestamp()
+    writes = [f.stat().st_mtime for f in folder.rglob("*") if f.is_file() and f.name != "status.json"]
+    return before + max([0.0] + [w - started for w in writes])
+
+
 def set_status(folder: Path, state: str, **extra) -> None:
     files.write_json(Path(folder) / "status.json",
                      {"status": state, "time": datetime.now(timezone.utc).isoformat(timespec="seconds"), **extra})
