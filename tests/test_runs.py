@@ -109,6 +109,24 @@ def test_interrupted_run_resumes_at_the_first_unfinished_benchmark(grid_run, cap
     assert "perplexity: finished earlier" in executed and "gsm8k: exact_match" in executed
 
 
+def test_a_run_cut_inside_perplexity_keeps_the_corpora_it_finished(grid_run, capsys):
+    d, _ = grid_run
+    folder = next(f for f in sorted((d / "runs").iterdir()) if "gptq" in f.name)
+    ppl = files.read_json(folder / "perplexity.json")
+    kept = ppl["corpora"].pop("c4") and ppl["corpora"]["wikitext2"]
+    files.write_json(folder / "perplexity.json", ppl)  # as if killed while scoring C4
+    for f in (folder / "benchmarks").glob("*.json"):
+        f.unlink()
+    records.set_status(folder, "running")
+    assert grid.main([str(d / "grid.yaml"), "--runs", str(d / "runs"), "--engine", "local"]) == 0
+    assert records.complete(folder)
+    after = files.read_json(folder / "perplexity.json")["corpora"]
+    assert after["wikitext2"] == kept and "c4" in after
+    executed = (folder / "run.ipynb").read_text()
+    assert "perplexity: finished earlier on wikitext2" in executed
+    assert "finished earlier on c4" not in executed
+
+
 def test_truncated_record_is_redone(grid_run, capsys):
     d, _ = grid_run
     folder = sorted((d / "runs").iterdir())[0]
