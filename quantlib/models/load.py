@@ -9,29 +9,19 @@ from __future__ import annotations
 
 import json
 import os
-from functools import cache
 from pathlib import Path
 
 import torch
 
 from quantlib.io import files, paths
-from quantlib.models import embedded
+from quantlib.models import bf16_cpu, embedded
+from quantlib.models.bf16_cpu import cpu_has_bf16
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 def device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-@cache
-def cpu_has_bf16() -> bool:
-    """Native bf16 matmuls on this CPU (AVX512-BF16 or AMX); elsewhere bf16 is emulated and slow."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return " avx512_bf16" in flags or " amx_bf16" in flags
 
 
 def compute_dtype(requested: str = "auto") -> str:
@@ -136,4 +126,5 @@ def load_fp(model: str, dtype: str = "auto"):
 
     m = AutoModelForCausalLM.from_pretrained(resolve(model), dtype=DTYPES[compute_dtype(dtype)],
                                              device_map=device())
+    bf16_cpu.install(m)  # bf16 computed in fp32 where this CPU would emulate it slowly
     return m.eval()

@@ -16,6 +16,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from quantlib.models import bf16_cpu
 from quantlib.quantization import bnb, calibrated, gptq, kernels, layerwise, rtn, spqr
 from quantlib.quantization import calibration as calibration_module
 
@@ -174,4 +175,6 @@ def load(variant):
     """The one entry point: the quantized model of a variant, plus what to record about it."""
     method = get(variant.method)
     model, info = method.load(variant, method)
-    return model, info | {"stored_bits": method.stored_bits(info)}
+    emulated = bf16_cpu.install(model)  # bf16 on a CPU without native bf16: computed in fp32 (bf16_cpu)
+    return model, info | {"stored_bits": method.stored_bits(info)} | (
+        {"bf16_emulated_linears": emulated} if emulated else {})

@@ -38,6 +38,10 @@ def scrub(text: str) -> str:
     return _MACHINE_PATH.sub("<repo>/", text)
 
 
+# said on the page of a run whose last sitting failed: its traceback is the record, not a broken page
+FAILED_NOTE = "This sitting failed: the error that stopped it is shown in the cell where it occurred."
+
+
 def main() -> None:
     """Writes only notebooks whose content changed (Sphinx re-reads a file whenever it is rewritten,
     which made a warm `make book` re-read every run), and removes those of runs no longer recorded."""
@@ -54,7 +58,8 @@ def main() -> None:
                           "source": f"# {title}\n\nRun `{folder.name}`, status **{state}**: the executed notebook "
                                     f"as recorded in `data/runs/{folder.name}/run.ipynb`. The cell tagged "
                                     "`injected-parameters` (after the `parameters` cell) holds this run's values; "
-                                    "they override the defaults above it."}
+                                    "they override the defaults above it."
+                                    + (f"\n\n{FAILED_NOTE}" if state == "failed" else "")}
         nb["cells"] = [collapse_streams(c) for c in nb["cells"]]
         out, text = target / f"{folder.name}.ipynb", scrub(json.dumps(nb, indent=1))
         wanted.add(out.name)

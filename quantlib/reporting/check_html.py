@@ -3,7 +3,8 @@
     python -m quantlib.reporting.check_html [BUILD_DIR] [--screenshots DIR]
 
 A page fails if it does not load, if a figure the page references does not render (an <img> with no
-pixels), if executed code left an error in it (a traceback or stderr output), if it requests anything
+pixels), if executed code left an error in it (a traceback or stderr output; a failed run's page shows
+the error that stopped it), if it requests anything
 from outside this machine (the book must work offline: MathJax and fonts included), or if a table is
 clipped (wider than the space it is shown in). Screenshots go to
 book/_build/screenshots/ (build artefacts). Needs Debian's chromium and chromium-driver and the
@@ -21,6 +22,7 @@ import threading
 from pathlib import Path
 
 from quantlib.io import paths
+from quantlib.reporting import book_runs
 
 # Debian's packages by default; CHROMIUM / CHROMEDRIVER name others (e.g. google-chrome on CI images)
 CHROMIUM = os.environ.get("CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
@@ -98,10 +100,12 @@ def check_page(driver, url: str, chapter: bool = True) -> list[str]:
     for img in driver.find_elements(By.CSS_SELECTOR, "main img, article img"):
         if not driver.execute_script("return arguments[0].complete && arguments[0].naturalWidth > 0", img):
             problems.append(f"figure not rendered: {img.get_attribute('src')}")
+    body = driver.find_element(By.TAG_NAME, "body").text
+    if not chapter and book_runs.FAILED_NOTE in body:  # a failed run's page shows the error that stopped it
+        return problems
     for sel in ERROR_SELECTORS + (CHAPTER_ONLY if chapter else []):
         for el in driver.find_elements(By.CSS_SELECTOR, sel):
             problems.append(f"error output ({sel}): {el.text[:200]!r}")
-    body = driver.find_element(By.TAG_NAME, "body").text
     if "Traceback (most recent call last)" in body:
         problems.append("a traceback is shown")
     return problems

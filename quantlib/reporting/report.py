@@ -55,7 +55,32 @@ def done(df: pd.DataFrame) -> pd.DataFrame:
     a grid that scores fewer benchmarks), the one with the most measurements is kept."""
     d = df[df["status"] == "done"]
     keep = d.notna().sum(axis=1).sort_values(ascending=False, kind="stable").index
-    return d.loc[keep].drop_duplicates(["model", "label"]).sort_index().copy()
+    return comparable_speeds(d.loc[keep].drop_duplicates(["model", "label"]).sort_index().copy())
+
+
+def speed_class(machine: pd.Series) -> pd.Series:
+    """What speeds are compared by: the part of the machine in parentheses (cores, native or emulated
+    bf16; CUDA), so a CPU model name that varies in wording does not split one kind of machine."""
+    return machine.astype("string").str.extract(r"\(([^()]*)\)\s*$", expand=False)
+
+
+def comparable_speeds(df: pd.DataFrame) -> pd.DataFrame:
+    """Speeds only where they were measured on the same kind of machine as their model's baseline; the
+    others move to `speed_elsewhere` (decode tokens/s and the machine, in words), out of every ratio,
+    figure and verdict. A study run over several sittings may meet several machines."""
+    if "speed_machine" not in df or "decode_tok_s" not in df:
+        return df
+    df["speed_elsewhere"] = pd.Series(pd.NA, index=df.index, dtype="object")
+    cls = speed_class(df["speed_machine"])
+    for _, m in df.groupby("model"):
+        base = m[m["method"] == "fp"]
+        if base.empty or pd.isna(cls[base.index[0]]):
+            continue
+        away = m.index[cls[m.index].notna() & (cls[m.index] != cls[base.index[0]]) & m["decode_tok_s"].notna()]
+        df.loc[away, "speed_elsewhere"] = [f"{df.at[i, 'decode_tok_s']:.1f} tokens/s on {df.at[i, 'speed_machine']}"
+                                           for i in away]
+        df.loc[away, ["decode_tok_s", "prefill_tok_s"]] = np.nan
+    return df
 
 
 def baseline(df: pd.DataFrame, model: str) -> pd.Series:

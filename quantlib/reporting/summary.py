@@ -43,7 +43,8 @@ def _run_attributes(folder: Path, spec: dict) -> dict:
     if (folder / "environment.json").exists():
         env = files.read_json(folder / "environment.json")
         model = env.get("model") or {}
-        a.update(device=env["device"], device_name=env["device_name"], git_sha=env["git_sha"],
+        a.update(device=env["device"], device_name=env["device_name"], machine=machine(env, spec),
+                 git_sha=env["git_sha"],
                  torch_threads=env.get("torch_threads"), gguf_name=model.get("gguf_name"),
                  gguf_file_type=model.get("file_type"),
                  **{p: env["packages"].get(p) for p in ("torch", "transformers", "lm_eval", "bitsandbytes")})
@@ -58,11 +59,21 @@ def _run_attributes(folder: Path, spec: dict) -> dict:
         a.update(prefill_tok_s=e["prefill_tokens_per_s"], decode_tok_s=e["decode_tokens_per_s"],
                  peak_memory_bytes=e["peak_memory_bytes"], peak_memory_kind=e["peak_memory_kind"],
                  speed_new_tokens=e["new_tokens"], speed_prompt_tokens=e["prompt_tokens"],
-                 speed_dtype=e.get("dtype"), speed_threads=e.get("threads"), speed_kernel=e.get("kernel"),
+                 speed_machine=e.get("machine") or a.get("machine"), speed_dtype=e.get("dtype"),
+                 speed_threads=e.get("threads"), speed_kernel=e.get("kernel"),
                  packed_weight_bytes=e.get("packed_weight_bytes"))
     for name in ("mmlu", "ceval"):  # letter-answer benchmarks: how much the answers lean on one letter
         a[f"{name}_top_choice_share"] = top_choice_share(folder / "samples" / f"{name}.jsonl")
     return a
+
+
+def machine(env: dict, spec: dict) -> str | None:
+    """The record's machine (records.machine); for records made before it was recorded, what their
+    environment implies: bf16 on a CPU then meant native bf16 (the grids' dtype was 'auto')."""
+    if env.get("machine") or env["device"] != "cpu":
+        return env.get("machine")
+    bf16 = "native" if spec.get("dtype") == "bfloat16" else "unrecorded"
+    return f"unrecorded CPU ({env.get('cpu_count')} CPUs, bf16 {bf16})"
 
 
 def rows(folder: Path) -> list[dict]:

@@ -101,6 +101,40 @@ def git_sha() -> str | None:
         return None
 
 
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "CPU"
+
+
+def machine() -> str:
+    """What computed a record, in words: the GPU, or the CPU, its core count and whether it computes
+    bf16 natively. The part in parentheses is what speeds are compared by (report.comparable_speeds)."""
+    import torch
+
+    from quantlib.models.bf16_cpu import cpu_has_bf16
+
+    if torch.cuda.is_available():
+        return f"{torch.cuda.get_device_name(0)} (CUDA)"
+    return f"{cpu_name()} ({os.cpu_count()} CPUs, bf16 {'native' if cpu_has_bf16() else 'emulated'})"
+
+
+def write_environment(folder: Path, extra: dict) -> None:
+    """environment.json for this sitting; a resumed run's earlier sittings that ran elsewhere (another
+    machine or commit) are kept under `earlier`, since their results are in the record too."""
+    f, env = Path(folder) / "environment.json", environment() | extra
+    if f.exists():
+        old = files.read_json(f)
+        earlier = old.pop("earlier", [])
+        same = all(old.get(k) == env.get(k) for k in ("machine", "git_sha", "packages"))
+        env["earlier"] = earlier if same else earlier + [old]
+    files.write_json(f, env)
+
+
 def environment() -> dict:
     import torch
 
@@ -113,5 +147,6 @@ def environment() -> dict:
     dev = torch.cuda.get_device_name(0) if torch.cuda.is_available() else platform.processor() or "cpu"
     return {"python": platform.python_version(), "platform": platform.platform(), "packages": versions,
             "git_sha": git_sha(), "device": "cuda" if torch.cuda.is_available() else "cpu",
-            "device_name": dev, "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "device_name": dev, "machine": machine(), "cpu_count": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(),
             "data_dir": "QUANTLIB_DATA_DIR" if paths.data_dir() else None}

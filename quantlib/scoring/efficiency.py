@@ -16,6 +16,7 @@ import psutil
 import torch
 
 from quantlib.io import files, paths
+from quantlib.running import records
 
 SPEED_FILE = "speed/pg19_10146_excerpt.txt"
 
@@ -98,7 +99,7 @@ def measure_into(folder, model, tokenizer, settings, kernel: dict) -> dict:
     the run's efficiency.json; returns it."""
     load_before = os.getloadavg()[0]  # other work on the machine slows the timing: recorded, not hidden
     result = measure(model, tokenizer, settings.prompt_tokens, settings.new_tokens, settings.repeats)
-    result |= {"threads": torch.get_num_threads(), "cpus": os.cpu_count(),
+    result |= {"machine": records.machine(), "threads": torch.get_num_threads(), "cpus": os.cpu_count(),
                "load_average_1min": {"before": load_before, "after": os.getloadavg()[0]},
                "dtype": str(model.dtype).replace("torch.", ""), **kernel}
     files.write_json(folder / "efficiency.json", result)

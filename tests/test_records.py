@@ -1,0 +1,49 @@
+"""Record provenance: which machine computed a record, and speeds compared only on the same kind."""
+import numpy as np
+import pandas as pd
+
+from quantlib.io import files
+from quantlib.reporting import report, summary
+from quantlib.running import records
+
+
+def test_machine_names_the_cpu_its_cores_and_bf16_support(monkeypatch):
+    from quantlib.models import bf16_cpu
+
+    monkeypatch.setattr(records, "cpu_name", lambda: "AMD EPYC")
+    monkeypatch.setattr(bf16_cpu, "cpu_has_bf16", lambda: False)
+    monkeypatch.setattr(records.os, "cpu_count", lambda: 2)
+    assert records.machine() == "AMD EPYC (2 CPUs, bf16 emulated)"
+    assert report.speed_class(pd.Series([records.machine()])).iloc[0] == "2 CPUs, bf16 emulated"
+
+
+def test_a_resumed_run_keeps_the_environment_of_sittings_elsewhere(tmp_path, monkeypatch):
+    env = {"machine": "A (2 CPUs, bf16 native)", "git_sha": "1", "packages": {"torch": "2"}}
+    monkeypatch.setattr(records, "environment", lambda: dict(env))
+    records.write_environment(tmp_path, {"model": {}})
+    records.write_environment(tmp_path, {"model": {}})  # the same machine and code: nothing to keep
+    assert files.read_json(tmp_path / "environment.json")["earlier"] == []
+    env["machine"] = "B (2 CPUs, bf16 emulated)"
+    records.write_environment(tmp_path, {"model": {}})
+    now = files.read_json(tmp_path / "environment.json")
+    assert now["machine"].startswith("B") and [e["machine"][0] for e in now["earlier"]] == ["A"]
+
+
+def test_records_before_machines_were_recorded_say_what_their_dtype_implies():
+    cpu = {"device": "cpu", "cpu_count": 2}
+    assert summary.machine(cpu, {"dtype": "bfloat16"}) == "unrecorded CPU (2 CPUs, bf16 native)"
+    assert summary.machine(cpu, {"dtype": "float32"}) == "unrecorded CPU (2 CPUs, bf16 unrecorded)"
+    assert summary.machine(cpu | {"machine": "X (2 CPUs, bf16 emulated)"}, {}) == "X (2 CPUs, bf16 emulated)"
+
+
+def test_speeds_are_compared_only_with_a_baseline_timed_on_the_same_kind_of_machine():
+    df = pd.DataFrame({"model": ["m"] * 4, "label": ["bf16", "gptq-4b", "rtn-4b", "spqr-2b"],
+                       "method": ["fp", "gptq", "rtn", "spqr"], "decode_tok_s": [7.4, 12.3, 6.9, 8.0],
+                       "prefill_tok_s": [400.0, 300.0, 70.0, 60.0],
+                       "speed_machine": ["unrecorded CPU (2 CPUs, bf16 native)", "AMD EPYC (2 CPUs, bf16 native)",
+                                         "AMD EPYC (2 CPUs, bf16 emulated)", None]})
+    out = report.comparable_speeds(df)
+    assert out["decode_tok_s"].tolist()[:2] == [7.4, 12.3] and np.isnan(out.at[2, "decode_tok_s"])
+    assert np.isnan(out.at[2, "prefill_tok_s"]) and out.at[3, "decode_tok_s"] == 8.0  # unknown: kept
+    assert out.at[2, "speed_elsewhere"] == "6.9 tokens/s on AMD EPYC (2 CPUs, bf16 emulated)"
+    assert out["speed_elsewhere"].isna().sum() == 3
