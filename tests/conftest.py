@@ -127,6 +127,7 @@ def _offline_env(data_dir, tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("QUANTLIB_DATA_DIR", str(data_dir))
         mp.setenv("QUANTLIB_CACHE", str(tmp_path_factory.mktemp("cache")))
+        mp.setenv("QUANTLIB_SPEED_WAIT", "0")  # tests time tiny models: no waiting for a quiet machine
         mp.setenv("HF_HUB_OFFLINE", "1")
         mp.setenv("HF_DATASETS_OFFLINE", "1")
         mp.setenv("TRANSFORMERS_VERBOSITY", "error")

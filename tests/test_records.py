@@ -47,3 +47,12 @@ def test_speeds_are_compared_only_with_a_baseline_timed_on_the_same_kind_of_mach
     assert np.isnan(out.at[2, "prefill_tok_s"]) and out.at[3, "decode_tok_s"] == 8.0  # unknown: kept
     assert out.at[2, "speed_elsewhere"] == "6.9 tokens/s on AMD EPYC (2 CPUs, bf16 emulated)"
     assert out["speed_elsewhere"].isna().sum() == 3
+
+
+def test_speeds_timed_beside_busy_processes_are_left_out():
+    df = pd.DataFrame({"model": ["m", "m"], "label": ["bf16", "rtn-4b"], "method": ["fp", "rtn"],
+                       "decode_tok_s": [7.4, 2.0], "prefill_tok_s": [400.0, 50.0],
+                       "speed_machine": ["A (2 CPUs, bf16 native)"] * 2, "speed_other_cpus": [0.05, 1.6]})
+    out = report.comparable_speeds(df)
+    assert out.at[0, "decode_tok_s"] == 7.4 and np.isnan(out.at[1, "decode_tok_s"])
+    assert out.at[1, "speed_elsewhere"] == "2.0 tokens/s while other processes kept 1.60 CPUs busy"

@@ -65,21 +65,26 @@ def speed_class(machine: pd.Series) -> pd.Series:
 
 
 def comparable_speeds(df: pd.DataFrame) -> pd.DataFrame:
-    """Speeds only where they were measured on the same kind of machine as their model's baseline; the
-    others move to `speed_elsewhere` (decode tokens/s and the machine, in words), out of every ratio,
-    figure and verdict. A study run over several sittings may meet several machines."""
+    """Speeds only where they were timed on the same kind of machine as their model's baseline, and
+    without other processes busy beside them (efficiency.QUIET_CPUS); the others move to
+    `speed_elsewhere` (decode tokens/s and why, in words), out of every ratio, figure and verdict. A
+    study run over several sittings may meet several machines, and a sitting may share one."""
+    from quantlib.scoring.efficiency import QUIET_CPUS
+
     if "speed_machine" not in df or "decode_tok_s" not in df:
         return df
     df["speed_elsewhere"] = pd.Series(pd.NA, index=df.index, dtype="object")
     cls = speed_class(df["speed_machine"])
+    others = pd.to_numeric(df.get("speed_other_cpus", pd.Series(np.nan, index=df.index)))
     for _, m in df.groupby("model"):
         base = m[m["method"] == "fp"]
-        if base.empty or pd.isna(cls[base.index[0]]):
-            continue
-        away = m.index[cls[m.index].notna() & (cls[m.index] != cls[base.index[0]]) & m["decode_tok_s"].notna()]
-        df.loc[away, "speed_elsewhere"] = [f"{df.at[i, 'decode_tok_s']:.1f} tokens/s on {df.at[i, 'speed_machine']}"
-                                           for i in away]
-        df.loc[away, ["decode_tok_s", "prefill_tok_s"]] = np.nan
+        base_cls = cls[base.index[0]] if not base.empty else pd.NA
+        for i in m.index[m["decode_tok_s"].notna()]:
+            why = (f"on {df.at[i, 'speed_machine']}" if pd.notna(base_cls) and pd.notna(cls[i]) and cls[i] != base_cls
+                   else f"while other processes kept {others[i]:.2f} CPUs busy" if others[i] >= QUIET_CPUS else None)
+            if why:
+                df.at[i, "speed_elsewhere"] = f"{df.at[i, 'decode_tok_s']:.1f} tokens/s {why}"
+                df.loc[i, ["decode_tok_s", "prefill_tok_s"]] = np.nan
     return df
 
 
