@@ -56,3 +56,27 @@ def test_speeds_timed_beside_busy_processes_are_left_out():
     out = report.comparable_speeds(df)
     assert out.at[0, "decode_tok_s"] == 7.4 and np.isnan(out.at[1, "decode_tok_s"])
     assert out.at[1, "speed_elsewhere"] == "2.0 tokens/s while other processes kept 1.60 CPUs busy"
+
+
+def test_a_killed_sittings_time_comes_from_its_heartbeat_not_from_file_times(tmp_path):
+    import time
+    from datetime import datetime, timedelta
+
+    records.set_status(tmp_path, "running", earlier_seconds=100.0)
+    stop = records.heartbeat(tmp_path, every=0.05)
+    time.sleep(0.3)
+    stop.set()
+    time.sleep(0.1)
+    st = files.read_json(tmp_path / "status.json")
+    assert st["status"] == "running" and st["earlier_seconds"] == 100.0 and "alive" in st
+    start = datetime.fromisoformat(st["time"])
+    # killed 15 minutes in; a fresh checkout then gives every file today's time
+    files.write_json(tmp_path / "status.json", st | {"time": (start - timedelta(hours=3)).isoformat(),
+                                                     "alive": (start - timedelta(hours=3, minutes=-15)).isoformat()})
+    (tmp_path / "perplexity.json").write_text("{}")
+    assert records.earlier_seconds(tmp_path) == 100.0 + 900.0
+    records.set_status(tmp_path, "done")
+    stop = records.heartbeat(tmp_path, every=0.05)
+    time.sleep(0.2)
+    stop.set()
+    assert "alive" not in files.read_json(tmp_path / "status.json")  # only a running record is stamped

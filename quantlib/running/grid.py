@@ -44,9 +44,10 @@ def run_one(spec, runs: Path, template: Path = paths.RUN_TEMPLATE, kernel: str =
     (folder / "efficiency.json").unlink(missing_ok=True)  # measured with another model load: redone
     for stale in folder.glob(".run.*.ipynb"):  # an interrupted sitting's notebook: superseded by this one
         stale.unlink()
-    records.set_status(folder, "running", pid=os.getpid(), host=platform.node(), earlier_seconds=earlier)
+    records.set_status(folder, "running", pid=os.getpid(), host=platform.node(), earlier_seconds=earlier,
+                       alive=records.now())
     tmp = folder / f".run.{os.getpid()}.ipynb"
-    t0 = time.perf_counter()
+    t0, alive = time.perf_counter(), records.heartbeat(folder)
     print(f"[run ] {spec.name}", flush=True)
     try:
         params = dict(spec=spec.to_dict(), run_dir=str(folder), measure_speed=measure_speed)
@@ -55,6 +56,7 @@ def run_one(spec, runs: Path, template: Path = paths.RUN_TEMPLATE, kernel: str =
         if not (folder / "metrics.json").exists():
             raise RuntimeError("notebook finished without writing metrics.json")
     except Exception as e:  # recorded, then the grid goes on
+        alive.set()
         if tmp.exists():
             os.replace(tmp, folder / "run.ipynb")
         err = getattr(e, "ename", type(e).__name__) + ": " + str(getattr(e, "evalue", e))
@@ -62,6 +64,7 @@ def run_one(spec, runs: Path, template: Path = paths.RUN_TEMPLATE, kernel: str =
                            earlier_seconds=earlier, traceback=traceback.format_exc()[-4000:])
         print(f"[FAIL] {spec.name}: {err[:300]}", flush=True)
         return "failed"
+    alive.set()
     os.replace(tmp, folder / "run.ipynb")
     this = time.perf_counter() - t0  # seconds: every sitting's wall time (earlier_seconds: all but this one)
     records.set_status(folder, "done", seconds=round(this + earlier, 1), earlier_seconds=earlier,

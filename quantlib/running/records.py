@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import platform
 import subprocess
+import threading
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
@@ -67,8 +68,9 @@ def read_spec(folder: Path):
 
 def earlier_seconds(folder: Path) -> float:
     """Wall time the run's earlier sittings spent, for a run resumed after an interruption: a failed
-    sitting's recorded seconds; a killed one's, from its start to the last file it wrote (its unsaved
-    work after that is not counted, so this is a lower bound). 0 for a run never started."""
+    sitting's recorded seconds; a killed one's, from its start to its last heartbeat (at most a minute
+    short) or, for records made before heartbeats, to the last file it wrote (a lower bound). 0 for a
+    run never started."""
     folder = Path(folder)
     try:
         st = files.read_json(folder / "status.json")
@@ -80,13 +82,43 @@ def earlier_seconds(folder: Path) -> float:
     if st.get("status") != "running" or "time" not in st:
         return before
     started = datetime.fromisoformat(st["time"]).timestamp()
+    if "alive" in st:  # the sitting's last heartbeat
+        return before + max(0.0, datetime.fromisoformat(st["alive"]).timestamp() - started)
+    # records from before heartbeats: file times (wrong after a fresh checkout, which resets them)
     writes = [f.stat().st_mtime for f in folder.rglob("*") if f.is_file() and f.name != "status.json"]
     return before + max([0.0] + [w - started for w in writes])
 
 
+_STATUS = threading.Lock()  # the heartbeat thread and the run share status.json
+HEARTBEAT_SECONDS = 60
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
 def set_status(folder: Path, state: str, **extra) -> None:
-    files.write_json(Path(folder) / "status.json",
-                     {"status": state, "time": datetime.now(timezone.utc).isoformat(timespec="seconds"), **extra})
+    with _STATUS:
+        files.write_json(Path(folder) / "status.json", {"status": state, "time": now(), **extra})
+
+
+def heartbeat(folder: Path, every: float = HEARTBEAT_SECONDS) -> threading.Event:
+    """Stamps `alive` into a running record's status.json every `every` seconds until the returned
+    event is set: a killed sitting's wall time is read from it (file times do not survive a checkout)."""
+    stop, f = threading.Event(), Path(folder) / "status.json"
+
+    def beat():
+        while not stop.wait(every):
+            with _STATUS:
+                try:
+                    st = files.read_json(f)
+                    if st.get("status") == "running":
+                        files.write_json(f, st | {"alive": now()})
+                except (OSError, ValueError):
+                    pass
+
+    threading.Thread(target=beat, daemon=True).start()
+    return stop
 
 
 def git_sha() -> str | None:
