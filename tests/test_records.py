@@ -80,3 +80,15 @@ def test_a_killed_sittings_time_comes_from_its_heartbeat_not_from_file_times(tmp
     time.sleep(0.2)
     stop.set()
     assert "alive" not in files.read_json(tmp_path / "status.json")  # only a running record is stamped
+
+
+def test_a_run_timed_beside_the_baseline_keeps_its_ratio_in_any_sitting():
+    df = pd.DataFrame({"model": ["m"] * 3, "label": ["bf16", "spqr-2b", "gptq-4b"], "method": ["fp", "spqr", "gptq"],
+                       "decode_tok_s": [7.4, 11.5, 12.0], "prefill_tok_s": [400.0, 330.0, 300.0],
+                       "speed_machine": ["A (2 CPUs, bf16 native)", "B (2 CPUs, bf16 native)",
+                                         "C (2 CPUs, bf16 emulated)"],
+                       "speed_baseline_decode": [np.nan, 11.0, 8.0], "speed_baseline_prefill": [np.nan, 440.0, 200.0]})
+    out = report.comparable_speeds(df)
+    assert out.at[1, "decode_tok_s"] == 11.5 / 11.0 * 7.4 and out.at[1, "prefill_tok_s"] == 330.0 / 440.0 * 400.0
+    assert out.at[2, "decode_tok_s"] == 12.0 / 8.0 * 7.4  # another kind of machine: its ratio still holds
+    assert out["decode_tok_s_measured"].tolist() == [7.4, 11.5, 12.0] and out["speed_elsewhere"].isna().all()

@@ -65,26 +65,39 @@ def speed_class(machine: pd.Series) -> pd.Series:
 
 
 def comparable_speeds(df: pd.DataFrame) -> pd.DataFrame:
-    """Speeds only where they were timed on the same kind of machine as their model's baseline, and
-    without other processes busy beside them (efficiency.QUIET_CPUS); the others move to
-    `speed_elsewhere` (decode tokens/s and why, in words), out of every ratio, figure and verdict. A
-    study run over several sittings may meet several machines, and a sitting may share one."""
+    """Speeds put on one footing with their model's baseline. A run timed beside the baseline in its own
+    sitting (efficiency.json `baseline`) keeps its ratio to it, rescaled to the baseline record's speed
+    (sittings on the same kind of machine differ by up to 1.6x here); the measured value stays in
+    `decode_tok_s_measured`. A run without that is compared as measured only if it ran on the same kind
+    of machine (speed_class) as the baseline record. Runs timed beside busy processes
+    (efficiency.QUIET_CPUS) and runs on another kind of machine move to `speed_elsewhere` (tokens/s and
+    why, in words), out of every ratio, figure and verdict."""
     from quantlib.scoring.efficiency import QUIET_CPUS
 
     if "speed_machine" not in df or "decode_tok_s" not in df:
         return df
+    nan = pd.Series(np.nan, index=df.index)
     df["speed_elsewhere"] = pd.Series(pd.NA, index=df.index, dtype="object")
+    df["decode_tok_s_measured"] = df["decode_tok_s"]
     cls = speed_class(df["speed_machine"])
-    others = pd.to_numeric(df.get("speed_other_cpus", pd.Series(np.nan, index=df.index)))
+    others = pd.to_numeric(df.get("speed_other_cpus", nan))
+    beside = {k: pd.to_numeric(df.get(f"speed_baseline_{k}", nan)) for k in ("decode", "prefill")}
     for _, m in df.groupby("model"):
         base = m[m["method"] == "fp"]
-        base_cls = cls[base.index[0]] if not base.empty else pd.NA
+        b = base.index[0] if not base.empty else None
         for i in m.index[m["decode_tok_s"].notna()]:
-            why = (f"on {df.at[i, 'speed_machine']}" if pd.notna(base_cls) and pd.notna(cls[i]) and cls[i] != base_cls
-                   else f"while other processes kept {others[i]:.2f} CPUs busy" if others[i] >= QUIET_CPUS else None)
-            if why:
-                df.at[i, "speed_elsewhere"] = f"{df.at[i, 'decode_tok_s']:.1f} tokens/s {why}"
-                df.loc[i, ["decode_tok_s", "prefill_tok_s"]] = np.nan
+            if others[i] >= QUIET_CPUS:
+                why = f"while other processes kept {others[i]:.2f} CPUs busy"
+            elif b is not None and i != b and pd.notna(beside["decode"][i]):
+                for k in ("decode", "prefill"):
+                    df.at[i, f"{k}_tok_s"] *= df.at[b, f"{k}_tok_s"] / beside[k][i]
+                continue
+            elif b is not None and pd.notna(cls[b]) and pd.notna(cls[i]) and cls[i] != cls[b]:
+                why = f"on {df.at[i, 'speed_machine']}"
+            else:
+                continue
+            df.at[i, "speed_elsewhere"] = f"{df.at[i, 'decode_tok_s']:.1f} tokens/s {why}"
+            df.loc[i, ["decode_tok_s", "prefill_tok_s"]] = np.nan
     return df
 
 

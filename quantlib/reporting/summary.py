@@ -62,6 +62,8 @@ def _run_attributes(folder: Path, spec: dict) -> dict:
                  speed_machine=e.get("machine") or a.get("machine"), speed_dtype=e.get("dtype"),
                  speed_threads=e.get("threads"), speed_kernel=e.get("kernel"),
                  speed_other_cpus=e.get("other_processes_cpus"),
+                 speed_baseline_decode=(e.get("baseline") or {}).get("decode_tokens_per_s"),
+                 speed_baseline_prefill=(e.get("baseline") or {}).get("prefill_tokens_per_s"),
                  packed_weight_bytes=e.get("packed_weight_bytes"))
     for name in ("mmlu", "ceval"):  # letter-answer benchmarks: how much the answers lean on one letter
         a[f"{name}_top_choice_share"] = top_choice_share(folder / "samples" / f"{name}.jsonl")

@@ -24,7 +24,8 @@ def measure_efficiency(folder: Path) -> str:
     spec = records.read_spec(folder)
     model, _ = methods.load(spec.variant)
     model, kernel = methods.speed_model(spec.variant, model)
-    efficiency.measure_into(folder, model, loading.load_tokenizer(spec.model), spec.efficiency, kernel)
+    efficiency.measure_into(folder, model, loading.load_tokenizer(spec.model), spec.efficiency, kernel,
+                            baseline=efficiency.baseline_loader(spec))
     return "measured"
 
 

@@ -132,16 +132,34 @@ def measure(model, tokenizer, prompt_tokens: int = 256, new_tokens: int = 512, r
     }
 
 
-def measure_into(folder, model, tokenizer, settings, kernel: dict) -> dict:
+def measure_into(folder, model, tokenizer, settings, kernel: dict, baseline=None) -> dict:
     """measure() with a spec's efficiency settings and the kernel the model computes with, written to
-    the run's efficiency.json; returns it."""
+    the run's efficiency.json; returns it. `baseline` (a function loading the full-precision model) is
+    timed right after, in the same process: runs timed in different sittings, even on the same kind of
+    machine, differ by more than quantization does, so their speeds are compared through it."""
     waited = wait_for_quiet()  # other work on the machine slows the timing: waited out, else recorded
     load_before = os.getloadavg()[0]
+    args = (settings.prompt_tokens, settings.new_tokens, settings.repeats)
     with OtherProcesses() as other:
-        result = measure(model, tokenizer, settings.prompt_tokens, settings.new_tokens, settings.repeats)
+        result = measure(model, tokenizer, *args)
     result |= {"machine": records.machine(), "threads": torch.get_num_threads(), "cpus": os.cpu_count(),
                "other_processes_cpus": round(other.cpus, 3), "waited_for_quiet_seconds": round(waited, 1),
                "load_average_1min": {"before": load_before, "after": os.getloadavg()[0]},
                "dtype": str(model.dtype).replace("torch.", ""), **kernel}
+    if baseline is not None:
+        ref = baseline()
+        with OtherProcesses() as other:
+            b = measure(ref, tokenizer, *args)
+        del ref
+        result["baseline"] = {k: b[k] for k in ("prefill_tokens_per_s", "decode_tokens_per_s")} | {
+            "other_processes_cpus": round(other.cpus, 3)}
     files.write_json(folder / "efficiency.json", result)
     return result
+
+
+def baseline_loader(spec):
+    """What measure_into times beside a quantized run: its model in full precision (None for the
+    baseline itself)."""
+    from quantlib.models import load as loading
+
+    return None if spec.method == "fp" else (lambda: loading.load_fp(spec.model, spec.dtype))
