@@ -14,6 +14,7 @@ import pandas as pd
 
 from quantlib.io import files, paths
 from quantlib.reporting import stats
+from quantlib.running import records
 from quantlib.scoring import suite
 
 ID = ["run", "model", "label", "method", "bits"]
@@ -76,7 +77,7 @@ def machine(env: dict, spec: dict) -> str | None:
     if env.get("machine") or env["device"] != "cpu":
         return env.get("machine")
     bf16 = "native" if spec.get("dtype") == "bfloat16" else "unrecorded"
-    return f"unrecorded CPU ({env.get('cpu_count')} CPUs, bf16 {bf16})"
+    return records.cpu_machine("unrecorded CPU", env.get("cpu_count"), bf16)
 
 
 def rows(folder: Path) -> list[dict]:

@@ -56,7 +56,6 @@ def run_one(spec, runs: Path, template: Path = paths.RUN_TEMPLATE, kernel: str =
         if not (folder / "metrics.json").exists():
             raise RuntimeError("notebook finished without writing metrics.json")
     except Exception as e:  # recorded, then the grid goes on
-        alive.set()
         if tmp.exists():
             os.replace(tmp, folder / "run.ipynb")
         err = getattr(e, "ename", type(e).__name__) + ": " + str(getattr(e, "evalue", e))
@@ -64,7 +63,8 @@ def run_one(spec, runs: Path, template: Path = paths.RUN_TEMPLATE, kernel: str =
                            earlier_seconds=earlier, traceback=traceback.format_exc()[-4000:])
         print(f"[FAIL] {spec.name}: {err[:300]}", flush=True)
         return "failed"
-    alive.set()
+    finally:
+        alive.set()  # the heartbeat stops however the sitting ends
     os.replace(tmp, folder / "run.ipynb")
     this = time.perf_counter() - t0  # seconds: every sitting's wall time (earlier_seconds: all but this one)
     records.set_status(folder, "done", seconds=round(this + earlier, 1), earlier_seconds=earlier,

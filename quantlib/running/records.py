@@ -152,7 +152,12 @@ def machine() -> str:
 
     if torch.cuda.is_available():
         return f"{torch.cuda.get_device_name(0)} (CUDA)"
-    return f"{cpu_name()} ({os.cpu_count()} CPUs, bf16 {'native' if cpu_has_bf16() else 'emulated'})"
+    return cpu_machine(cpu_name(), os.cpu_count(), "native" if cpu_has_bf16() else "emulated")
+
+
+def cpu_machine(name: str, cpus, bf16: str) -> str:
+    """A CPU machine in words: its name, core count and how it computes bf16 ('native', 'emulated')."""
+    return f"{name} ({cpus} CPUs, bf16 {bf16})"
 
 
 def write_environment(folder: Path, extra: dict) -> None:
