@@ -31,3 +31,18 @@ def test_waits_until_the_machine_is_quiet_or_the_limit(monkeypatch):
     monkeypatch.setattr(efficiency.time, "perf_counter", lambda: now[0])
     assert efficiency.wait_for_quiet(max_wait=600, poll=15) == 2 * (2 + 15) + 2  # quiet at the third look
     assert efficiency.wait_for_quiet(max_wait=10, poll=15) == 17  # busy, then out of time
+
+
+def test_interleaved_timing_alternates_the_models_repeat_by_repeat(monkeypatch):
+    order = []
+
+    def timers(model, *_):
+        return (lambda: order.append((model, "prefill"))), (lambda: order.append((model, "generate")))
+
+    clock = iter(range(1000))
+    monkeypatch.setattr(efficiency, "_timers", timers)
+    monkeypatch.setattr(efficiency.time, "perf_counter", lambda: next(clock))
+    out = efficiency.interleaved({"run": "q", "baseline": "b"}, None, prompt_tokens=8, new_tokens=4, repeats=2)
+    timed = [m for m, _ in order[4:]]  # after one warm-up of each
+    assert timed == ["q", "q", "b", "b", "q", "q", "b", "b"]
+    assert set(out) == {"run", "baseline"} and out["run"]["decode_tokens_per_s"] > 0

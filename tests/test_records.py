@@ -1,6 +1,7 @@
 """Record provenance: which machine computed a record, and speeds compared only on the same kind."""
 import numpy as np
 import pandas as pd
+import pytest
 
 from quantlib.io import files
 from quantlib.reporting import report, summary
@@ -92,3 +93,15 @@ def test_a_run_timed_beside_the_baseline_keeps_its_ratio_in_any_sitting():
     assert out.at[1, "decode_tok_s"] == 11.5 / 11.0 * 7.4 and out.at[1, "prefill_tok_s"] == 330.0 / 440.0 * 400.0
     assert out.at[2, "decode_tok_s"] == 12.0 / 8.0 * 7.4  # another kind of machine: its ratio still holds
     assert out["decode_tok_s_measured"].tolist() == [7.4, 11.5, 12.0] and out["speed_elsewhere"].isna().all()
+
+
+def test_an_interleaved_timing_gives_the_ratio_from_the_runs_own_speed_in_it():
+    df = pd.DataFrame({"model": ["m"] * 2, "label": ["bf16", "rtn-4b"], "method": ["fp", "rtn"],
+                       "decode_tok_s": [7.4, 11.5], "prefill_tok_s": [400.0, 330.0],
+                       "speed_machine": ["A (2 CPUs, bf16 native)"] * 2,
+                       "speed_baseline_decode": [np.nan, 11.0], "speed_baseline_prefill": [np.nan, 440.0],
+                       "speed_interleaved_decode": [np.nan, 10.0], "speed_interleaved_prefill": [np.nan, 400.0]})
+    out = report.comparable_speeds(df)
+    assert out.at[1, "decode_tok_s"] == pytest.approx(10.0 / 11.0 * 7.4)
+    assert out.at[1, "prefill_tok_s"] == pytest.approx(400.0 / 440.0 * 400.0)
+    assert out.at[1, "decode_tok_s_measured"] == 11.5  # its own timing, alone, stays in the record

@@ -66,12 +66,12 @@ def speed_class(machine: pd.Series) -> pd.Series:
 
 def comparable_speeds(df: pd.DataFrame) -> pd.DataFrame:
     """Speeds put on one footing with their model's baseline. A run timed beside the baseline in its own
-    sitting (efficiency.json `baseline`) keeps its ratio to it, rescaled to the baseline record's speed
-    (sittings on the same kind of machine differ by up to 1.6x here); the measured value stays in
-    `decode_tok_s_measured`. A run without that is compared as measured only if it ran on the same kind
-    of machine (speed_class) as the baseline record. Runs timed beside busy processes
-    (efficiency.QUIET_CPUS) and runs on another kind of machine move to `speed_elsewhere` (tokens/s and
-    why, in words), out of every ratio, figure and verdict."""
+    sitting (efficiency.json `baseline`; interleaved with it, repeat by repeat, in newer records) keeps
+    its ratio to it, rescaled to the baseline record's speed (sittings on the same kind of machine
+    differ by up to 1.6x here); the measured value stays in `decode_tok_s_measured`. A run without that
+    is compared as measured only if it ran on the same kind of machine (speed_class) as the baseline
+    record. Runs timed beside busy processes (efficiency.QUIET_CPUS) and runs on another kind of machine
+    move to `speed_elsewhere` (tokens/s and why, in words), out of every ratio, figure and verdict."""
     from quantlib.scoring.efficiency import QUIET_CPUS
 
     if "speed_machine" not in df or "decode_tok_s" not in df:
@@ -82,6 +82,7 @@ def comparable_speeds(df: pd.DataFrame) -> pd.DataFrame:
     cls = speed_class(df["speed_machine"])
     others = pd.to_numeric(df.get("speed_other_cpus", nan))
     beside = {k: pd.to_numeric(df.get(f"speed_baseline_{k}", nan)) for k in ("decode", "prefill")}
+    paired = {k: pd.to_numeric(df.get(f"speed_interleaved_{k}", nan)) for k in ("decode", "prefill")}
     for _, m in df.groupby("model"):
         base = m[m["method"] == "fp"]
         b = base.index[0] if not base.empty else None
@@ -89,8 +90,9 @@ def comparable_speeds(df: pd.DataFrame) -> pd.DataFrame:
             if others[i] >= QUIET_CPUS:
                 why = f"while other processes kept {others[i]:.2f} CPUs busy"
             elif b is not None and i != b and pd.notna(beside["decode"][i]):
-                for k in ("decode", "prefill"):
-                    df.at[i, f"{k}_tok_s"] *= df.at[b, f"{k}_tok_s"] / beside[k][i]
+                for k in ("decode", "prefill"):  # the run's speed in the interleaved timing, where it has one
+                    own = paired[k][i] if pd.notna(paired[k][i]) else df.at[i, f"{k}_tok_s"]
+                    df.at[i, f"{k}_tok_s"] = own * (df.at[b, f"{k}_tok_s"] / beside[k][i])
                 continue
             elif b is not None and pd.notna(cls[b]) and pd.notna(cls[i]) and cls[i] != cls[b]:
                 why = f"on {df.at[i, 'speed_machine']}"

@@ -57,14 +57,17 @@ def _run_attributes(folder: Path, spec: dict) -> dict:
                  quantize_seconds=None if q.get("from_cache") else q.get("seconds"))
     if (folder / "efficiency.json").exists():
         e = files.read_json(folder / "efficiency.json")
+        beside = e.get("baseline") or {}  # the fp model timed after this run, or interleaved with it ("run")
         a.update(prefill_tok_s=e["prefill_tokens_per_s"], decode_tok_s=e["decode_tokens_per_s"],
                  peak_memory_bytes=e["peak_memory_bytes"], peak_memory_kind=e["peak_memory_kind"],
                  speed_new_tokens=e["new_tokens"], speed_prompt_tokens=e["prompt_tokens"],
                  speed_machine=e.get("machine") or a.get("machine"), speed_dtype=e.get("dtype"),
                  speed_threads=e.get("threads"), speed_kernel=e.get("kernel"),
                  speed_other_cpus=e.get("other_processes_cpus"),
-                 speed_baseline_decode=(e.get("baseline") or {}).get("decode_tokens_per_s"),
-                 speed_baseline_prefill=(e.get("baseline") or {}).get("prefill_tokens_per_s"),
+                 speed_baseline_decode=beside.get("decode_tokens_per_s"),
+                 speed_baseline_prefill=beside.get("prefill_tokens_per_s"),
+                 speed_interleaved_decode=beside.get("run", {}).get("decode_tokens_per_s"),
+                 speed_interleaved_prefill=beside.get("run", {}).get("prefill_tokens_per_s"),
                  packed_weight_bytes=e.get("packed_weight_bytes"))
     for name in ("mmlu", "ceval"):  # letter-answer benchmarks: how much the answers lean on one letter
         a[f"{name}_top_choice_share"] = top_choice_share(folder / "samples" / f"{name}.jsonl")

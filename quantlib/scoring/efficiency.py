@@ -99,8 +99,8 @@ def _timed(fn):
     return time.perf_counter() - t
 
 
-@torch.no_grad()
-def measure(model, tokenizer, prompt_tokens: int = 256, new_tokens: int = 512, repeats: int = 3) -> dict:
+def _timers(model, tokenizer, prompt_tokens: int, new_tokens: int):
+    """prefill() and generate() for one model: the fixed prompt, then exactly new_tokens greedy tokens."""
     ids = tokenizer(prompt_text(), return_tensors="pt", add_special_tokens=False).input_ids[:, :prompt_tokens]
     if ids.shape[1] < prompt_tokens:
         raise ValueError(f"speed prompt has only {ids.shape[1]} tokens, {prompt_tokens} asked")
@@ -115,28 +115,58 @@ def measure(model, tokenizer, prompt_tokens: int = 256, new_tokens: int = 512, r
         out = model.generate(ids, **gen_kw)
         assert out.shape[1] - ids.shape[1] == new_tokens
 
+    return prefill, generate
+
+
+def _speeds(prompt_tokens: int, new_tokens: int, t_pre: list, t_gen: list) -> dict:
+    t_pre, t_gen = statistics.median(t_pre), statistics.median(t_gen)
+    return {"prefill_seconds": t_pre, "generate_seconds": t_gen, "prefill_tokens_per_s": prompt_tokens / t_pre,
+            "decode_tokens_per_s": new_tokens / max(t_gen - t_pre, 1e-9)}
+
+
+@torch.no_grad()
+def measure(model, tokenizer, prompt_tokens: int = 256, new_tokens: int = 512, repeats: int = 3) -> dict:
+    prefill, generate = _timers(model, tokenizer, prompt_tokens, new_tokens)
     cuda = torch.cuda.is_available()
     if cuda:
         torch.cuda.reset_peak_memory_stats()
     with PeakRSS() as rss:
         prefill(), generate()  # warm-up
-        t_pre = statistics.median(_timed(prefill) for _ in range(repeats))
-        t_gen = statistics.median(_timed(generate) for _ in range(repeats))
-    t_dec = max(t_gen - t_pre, 1e-9)
+        t_pre = [_timed(prefill) for _ in range(repeats)]
+        t_gen = [_timed(generate) for _ in range(repeats)]
     return {
         "prompt_tokens": prompt_tokens, "new_tokens": new_tokens, "repeats": repeats,
-        "prefill_seconds": t_pre, "generate_seconds": t_gen,
-        "prefill_tokens_per_s": prompt_tokens / t_pre, "decode_tokens_per_s": new_tokens / t_dec,
+        **_speeds(prompt_tokens, new_tokens, t_pre, t_gen),
         "peak_memory_bytes": torch.cuda.max_memory_allocated() if cuda else rss.peak,
         "peak_memory_kind": "cuda max allocated" if cuda else "process peak RSS during timing",
     }
 
 
+@torch.no_grad()
+def interleaved(models: dict, tokenizer, prompt_tokens: int, new_tokens: int, repeats: int) -> dict:
+    """Speeds of several models timed in turn, repeat by repeat (A B A B ...), so that a drift in the
+    machine's speed falls on each alike; the median per model. Keyed like `models`."""
+    timers = {k: _timers(m, tokenizer, prompt_tokens, new_tokens) for k, m in models.items()}
+    for prefill, generate in timers.values():  # warm-up
+        prefill(), generate()
+    times = {k: ([], []) for k in models}
+    for _ in range(repeats):
+        for k, (prefill, generate) in timers.items():
+            times[k][0].append(_timed(prefill))
+            times[k][1].append(_timed(generate))
+    return {k: _speeds(prompt_tokens, new_tokens, *times[k]) for k in models}
+
+
+SPEEDS = ("prefill_tokens_per_s", "decode_tokens_per_s")
+
+
 def measure_into(folder, model, tokenizer, settings, kernel: dict, baseline=None) -> dict:
     """measure() with a spec's efficiency settings and the kernel the model computes with, written to
     the run's efficiency.json; returns it. `baseline` (a function loading the full-precision model) is
-    timed right after, in the same process: runs timed in different sittings, even on the same kind of
-    machine, differ by more than quantization does, so their speeds are compared through it."""
+    then timed in the same process, interleaved repeat by repeat with the run's model (`baseline`, and
+    the run's own speeds in that timing under `baseline.run`): runs timed in different sittings, even on
+    the same kind of machine, differ by more than quantization does, so their speeds are compared
+    through this ratio."""
     waited = wait_for_quiet()  # other work on the machine slows the timing: waited out, else recorded
     load_before = os.getloadavg()[0]
     args = (settings.prompt_tokens, settings.new_tokens, settings.repeats)
@@ -149,9 +179,10 @@ def measure_into(folder, model, tokenizer, settings, kernel: dict, baseline=None
     if baseline is not None:
         ref = baseline()
         with OtherProcesses() as other:
-            b = measure(ref, tokenizer, *args)
+            pair = interleaved({"run": model, "baseline": ref}, tokenizer, *args)
         del ref
-        result["baseline"] = {k: b[k] for k in ("prefill_tokens_per_s", "decode_tokens_per_s")} | {
+        result["baseline"] = {k: pair["baseline"][k] for k in SPEEDS} | {
+            "run": {k: pair["run"][k] for k in SPEEDS}, "order": "interleaved",
             "other_processes_cpus": round(other.cpus, 3)}
     files.write_json(folder / "efficiency.json", result)
     return result
