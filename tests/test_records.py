@@ -105,3 +105,13 @@ def test_an_interleaved_timing_gives_the_ratio_from_the_runs_own_speed_in_it():
     assert out.at[1, "decode_tok_s"] == pytest.approx(10.0 / 11.0 * 7.4)
     assert out.at[1, "prefill_tok_s"] == pytest.approx(400.0 / 440.0 * 400.0)
     assert out.at[1, "decode_tok_s_measured"] == 11.5  # its own timing, alone, stays in the record
+
+
+def test_a_baseline_timed_beside_busy_processes_gives_no_ratio():
+    df = pd.DataFrame({"model": ["m"] * 2, "label": ["bf16", "rtn-3b"], "method": ["fp", "rtn"],
+                       "decode_tok_s": [7.4, 11.9], "prefill_tok_s": [400.0, 330.0],
+                       "speed_machine": ["A (2 CPUs, bf16 native)"] * 2, "speed_other_cpus": [0.0, 0.01],
+                       "speed_baseline_decode": [np.nan, 3.8], "speed_baseline_prefill": [np.nan, 297.0],
+                       "speed_baseline_other_cpus": [np.nan, 0.785]})
+    out = report.comparable_speeds(df)
+    assert out.at[1, "decode_tok_s"] == 11.9  # compared as measured, on the same kind of machine

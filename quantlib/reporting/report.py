@@ -69,9 +69,10 @@ def comparable_speeds(df: pd.DataFrame) -> pd.DataFrame:
     sitting (efficiency.json `baseline`; interleaved with it, repeat by repeat, in newer records) keeps
     its ratio to it, rescaled to the baseline record's speed (sittings on the same kind of machine
     differ by up to 1.6x here); the measured value stays in `decode_tok_s_measured`. A run without that
-    is compared as measured only if it ran on the same kind of machine (speed_class) as the baseline
-    record. Runs timed beside busy processes (efficiency.QUIET_CPUS) and runs on another kind of machine
-    move to `speed_elsewhere` (tokens/s and why, in words), out of every ratio, figure and verdict."""
+    (or whose baseline was timed beside busy processes) is compared as measured only if it ran on the
+    same kind of machine (speed_class) as the baseline record. Runs timed beside busy processes
+    (efficiency.QUIET_CPUS) and runs on another kind of machine move to `speed_elsewhere` (tokens/s and
+    why, in words), out of every ratio, figure and verdict."""
     from quantlib.scoring.efficiency import QUIET_CPUS
 
     if "speed_machine" not in df or "decode_tok_s" not in df:
@@ -83,13 +84,14 @@ def comparable_speeds(df: pd.DataFrame) -> pd.DataFrame:
     others = pd.to_numeric(df.get("speed_other_cpus", nan))
     beside = {k: pd.to_numeric(df.get(f"speed_baseline_{k}", nan)) for k in ("decode", "prefill")}
     paired = {k: pd.to_numeric(df.get(f"speed_interleaved_{k}", nan)) for k in ("decode", "prefill")}
+    quiet_beside = ~(pd.to_numeric(df.get("speed_baseline_other_cpus", nan)) >= QUIET_CPUS)
     for _, m in df.groupby("model"):
         base = m[m["method"] == "fp"]
         b = base.index[0] if not base.empty else None
         for i in m.index[m["decode_tok_s"].notna()]:
             if others[i] >= QUIET_CPUS:
                 why = f"while other processes kept {others[i]:.2f} CPUs busy"
-            elif b is not None and i != b and pd.notna(beside["decode"][i]):
+            elif b is not None and i != b and pd.notna(beside["decode"][i]) and quiet_beside[i]:
                 for k in ("decode", "prefill"):  # the run's speed in the interleaved timing, where it has one
                     own = paired[k][i] if pd.notna(paired[k][i]) else df.at[i, f"{k}_tok_s"]
                     df.at[i, f"{k}_tok_s"] = own * (df.at[b, f"{k}_tok_s"] / beside[k][i])

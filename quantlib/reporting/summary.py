@@ -66,6 +66,7 @@ def _run_attributes(folder: Path, spec: dict) -> dict:
                  speed_other_cpus=e.get("other_processes_cpus"),
                  speed_baseline_decode=beside.get("decode_tokens_per_s"),
                  speed_baseline_prefill=beside.get("prefill_tokens_per_s"),
+                 speed_baseline_other_cpus=beside.get("other_processes_cpus"),
                  speed_interleaved_decode=beside.get("run", {}).get("decode_tokens_per_s"),
                  speed_interleaved_prefill=beside.get("run", {}).get("prefill_tokens_per_s"),
                  packed_weight_bytes=e.get("packed_weight_bytes"))

@@ -178,6 +178,7 @@ def measure_into(folder, model, tokenizer, settings, kernel: dict, baseline=None
                "dtype": str(model.dtype).replace("torch.", ""), **kernel}
     if baseline is not None:
         ref = baseline()
+        wait_for_quiet()  # the baseline's timing is compared with the run's: it needs a quiet machine too
         with OtherProcesses() as other:
             pair = interleaved({"run": model, "baseline": ref}, tokenizer, *args)
         del ref
