@@ -105,6 +105,8 @@ def test_an_interleaved_timing_gives_the_ratio_from_the_runs_own_speed_in_it():
     assert out.at[1, "decode_tok_s"] == pytest.approx(10.0 / 11.0 * 7.4)
     assert out.at[1, "prefill_tok_s"] == pytest.approx(400.0 / 440.0 * 400.0)
     assert out.at[1, "decode_tok_s_measured"] == 11.5  # its own timing, alone, stays in the record
+    again = report.comparable_speeds(out.copy())  # e.g. claims.table(report.done(df)): rescaled once
+    assert again["decode_tok_s"].tolist() == out["decode_tok_s"].tolist()
 
 
 def test_a_baseline_timed_beside_busy_processes_gives_no_ratio():

@@ -75,8 +75,8 @@ def comparable_speeds(df: pd.DataFrame) -> pd.DataFrame:
     why, in words), out of every ratio, figure and verdict."""
     from quantlib.scoring.efficiency import QUIET_CPUS
 
-    if "speed_machine" not in df or "decode_tok_s" not in df:
-        return df
+    if "speed_machine" not in df or "decode_tok_s" not in df or "decode_tok_s_measured" in df:
+        return df  # nothing to compare, or already compared (done() of done() rescales once)
     nan = pd.Series(np.nan, index=df.index)
     df["speed_elsewhere"] = pd.Series(pd.NA, index=df.index, dtype="object")
     df["decode_tok_s_measured"] = df["decode_tok_s"]
