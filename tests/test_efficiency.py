@@ -1,4 +1,7 @@
 """Speed is timed on a quiet machine: other processes' CPU use is waited out, else recorded."""
+import pytest
+
+from quantlib.io import files
 from quantlib.scoring import efficiency
 
 
@@ -36,13 +39,39 @@ def test_waits_until_the_machine_is_quiet_or_the_limit(monkeypatch):
 def test_interleaved_timing_alternates_the_models_repeat_by_repeat(monkeypatch):
     order = []
 
-    def timers(model, *_):
-        return (lambda: order.append((model, "prefill"))), (lambda: order.append((model, "generate")))
+    now = [0.0]
 
-    clock = iter(range(1000))
+    def step(model, what, seconds):
+        order.append((model, what))
+        now[0] += seconds
+
+    def timers(model, *_):
+        return (lambda: step(model, "prefill", 1.0)), (lambda: step(model, "generate", 3.0))
+
     monkeypatch.setattr(efficiency, "_timers", timers)
-    monkeypatch.setattr(efficiency.time, "perf_counter", lambda: next(clock))
+    monkeypatch.setattr(efficiency.time, "perf_counter", lambda: now[0])
     out = efficiency.interleaved({"run": "q", "baseline": "b"}, None, prompt_tokens=8, new_tokens=4, repeats=2)
     timed = [m for m, _ in order[4:]]  # after one warm-up of each
     assert timed == ["q", "q", "b", "b", "q", "q", "b", "b"]
-    assert set(out) == {"run", "baseline"} and out["run"]["decode_tokens_per_s"] > 0
+    assert set(out) == {"run", "baseline"} and out["run"]["decode_tokens_per_s"] == 4 / (3.0 - 1.0)
+
+
+def test_a_busy_prefill_longer_than_generation_gives_no_decode_speed():
+    assert efficiency._speeds(8, 4, [1.0], [3.0])["decode_tokens_per_s"] == 2.0
+    assert efficiency._speeds(8, 4, [3.0, 3.0], [2.5, 2.9])["decode_tokens_per_s"] is None
+
+
+@pytest.mark.parametrize("record, keep", [
+    (None, False),                                                           # never timed
+    ({"decode_tokens_per_s": 5.0}, True),                                    # older record: not recorded
+    ({"decode_tokens_per_s": 5.0, "other_processes_cpus": 0.01,
+      "baseline": {"other_processes_cpus": 0.02}}, True),                    # quiet, with its baseline
+    ({"decode_tokens_per_s": 5.0, "other_processes_cpus": 0.8}, False),      # busy run timing
+    ({"decode_tokens_per_s": 5.0, "other_processes_cpus": 0.0,
+      "baseline": {"other_processes_cpus": 0.5}}, False),                    # busy baseline timing
+    ({"decode_tokens_per_s": None, "other_processes_cpus": 0.0}, False),     # no decode speed
+])
+def test_a_timing_is_kept_only_when_taken_on_a_quiet_machine(tmp_path, record, keep):
+    if record is not None:
+        files.write_json(tmp_path / "efficiency.json", record)
+    assert efficiency.settled(tmp_path) is keep

@@ -12,6 +12,7 @@ import pytest
 from quantlib.io import files, paths
 from quantlib.reporting import summary
 from quantlib.running import grid, notebook, records
+from quantlib.scoring import efficiency
 
 GRID = """models: [{model}]
 methods:
@@ -84,11 +85,16 @@ def test_rerun_skips_finished_runs(grid_run, capsys):
 
 
 def test_interrupted_run_resumes_at_the_first_unfinished_benchmark(grid_run, capsys):
-    """A run cut short after its first benchmark: the rerun keeps that result and scores the rest."""
+    """A run cut short after its first benchmark: the rerun keeps that result (and its speed, timed
+    on a quiet machine) and scores the rest."""
     d, _ = grid_run
     folder = next(f for f in sorted((d / "runs").iterdir()) if "gptq" in f.name)
     kept = folder / "benchmarks" / "gsm8k.json"
     (folder / "benchmarks" / "snli.json").unlink()  # as if killed while scoring SNLI
+    speed = files.read_json(folder / "efficiency.json")  # timed on a quiet machine: kept on resume
+    speed["other_processes_cpus"] = speed["baseline"]["other_processes_cpus"] = 0.0
+    files.write_json(folder / "efficiency.json", speed)
+    assert efficiency.settled(folder)
     # the killed sitting started an hour ago and last wrote (a notebook checkpoint) 600 s after its start
     records.set_status(folder, "running")
     st = files.read_json(folder / "status.json")
@@ -105,12 +111,15 @@ def test_interrupted_run_resumes_at_the_first_unfinished_benchmark(grid_run, cap
     out = capsys.readouterr().out
     assert out.count("[resume]") == 1 and out.count("[skip]") == 1
     assert records.complete(folder) and (folder / "benchmarks" / "snli.json").exists()
-    assert all(abs(f.stat().st_mtime - start) < 1e-3 for f in (kept, folder / "perplexity.json"))  # not redone
+    assert all(abs(f.stat().st_mtime - start) < 1e-3  # not redone
+               for f in (kept, folder / "perplexity.json", folder / "efficiency.json"))
     done = files.read_json(folder / "status.json")
     assert done["earlier_seconds"] == 600.0 and done["seconds"] > 600  # both sittings' wall time
     assert not checkpoint.exists()  # the killed sitting's notebook is superseded
     executed = (folder / "run.ipynb").read_text()
     assert "perplexity: finished earlier" in executed and "gsm8k: exact_match" in executed
+    printed = [o.get("text", "") for c in json.loads(executed)["cells"] for o in c.get("outputs", [])]
+    assert any("efficiency.json kept" in "".join(t) for t in printed)  # its quiet timing was kept
 
 
 def test_a_run_cut_inside_perplexity_keeps_the_corpora_it_finished(grid_run, capsys):

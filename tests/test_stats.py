@@ -125,3 +125,31 @@ def test_gptq_is_compared_with_its_rtn_twin_on_the_same_items(tmp_path, monkeypa
     row = study.gptq_over_rtn(df).iloc[0]
     assert (row["GPTQ"], row["RTN"]) == ("gptq-3b", "rtn-3b") and row["GPTQ / RTN perplexity"] == 0.5
     assert row["benchmarks: GPTQ better / worse / compared"] == "1 / 0 / 1"
+
+
+def test_study_baselines_give_the_planned_and_the_measured_mdd(tmp_path, monkeypatch):
+    """The baseline table plans the MDD from the baseline's items and takes the measured one from the
+    quantized runs scored on the same items (their median); a registered model shows its size."""
+    import pandas as pd
+
+    from quantlib.io import paths
+    from quantlib.reporting import power, study
+
+    monkeypatch.setattr(paths, "RUNS", tmp_path)
+    (tmp_path / "b" / "samples").mkdir(parents=True)
+    acc = [float(i % 2) for i in range(100)]
+    (tmp_path / "b" / "samples" / "snli.jsonl").write_text(
+        "\n".join(json.dumps({"task": "snli", "doc_id": i, "acc": a}) for i, a in enumerate(acc)))
+    model = "qwen2.5-coder-0.5b-instruct"
+    df = pd.DataFrame([{"model": model, "label": "bf16", "method": "fp", "run": "b", "snli": 0.5, "snli_n": 100},
+                       {"model": model, "label": "gptq-4b", "method": "gptq", "run": "g", "snli": 0.4,
+                        "snli_n": 100, "snli_mdd": 0.08},
+                       {"model": model, "label": "rtn-4b", "method": "rtn", "run": "r", "snli": 0.4,
+                        "snli_n": 100, "snli_mdd": 0.10},
+                       {"model": model, "label": "rtn-3b", "method": "rtn", "run": "s", "snli": 0.4,
+                        "snli_n": 50, "snli_mdd": 0.5}])  # other items: not this baseline's MDD
+    row = study.baselines(df).set_index("benchmark").iloc[0]
+    assert row["model"] == "0.5B" and row["n"] == 100
+    assert row["MDD planned"] == pytest.approx(power.mdd(power.planned_sd(acc), 100))
+    assert row["MDD measured"] == pytest.approx(0.09) and row["runs measured"] == 2
+    assert power.mdd(power.sd_from_mdd(0.09, 100), 100) == pytest.approx(0.09)

@@ -23,6 +23,11 @@ def registry() -> dict:
     return yaml.safe_load(REGISTRY.read_text())
 
 
+def size(model: str) -> str:
+    """A registered model's parameter count as the registry gives it ("0.5B"), else the model id."""
+    return str(registry().get(model, {}).get("params", model))
+
+
 def _package_dir(module: str, requirement: str) -> Path:
     # located, not imported: some packages' own imports (llm, llama-cpp) are not installed
     found = importlib.util.find_spec(module)

@@ -37,6 +37,11 @@ def mdd(sd: float, n: int, alpha: float = 0.05, power: float = 0.8) -> float:
     return _z(alpha, power) * sd / math.sqrt(n) if n > 0 else float("nan")
 
 
+def sd_from_mdd(mdd_: float, n: int, alpha: float = 0.05, power: float = 0.8) -> float:
+    """The sd of the paired differences that gives this MDD on n items (the inverse of mdd)."""
+    return mdd_ * math.sqrt(n) / _z(alpha, power)
+
+
 def n_for(sd: float, delta: float, alpha: float = 0.05, power: float = 0.8) -> int:
     """Items needed to detect a mean difference `delta`."""
     return math.ceil((_z(alpha, power) * sd / delta) ** 2)

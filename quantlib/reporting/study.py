@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 
 from quantlib.io import files, paths
+from quantlib.models import embedded
 from quantlib.reporting import paper, power, report, stats
 from quantlib.running import records
 from quantlib.running.spec import load_grid
@@ -30,7 +31,7 @@ def progress() -> pd.DataFrame:
             state = "to run"
         else:
             state = f"{len(finished)} of {len(s.benchmarks)} benchmarks"
-        rows.append({"model": s.model, "variant": s.label, "title": s.title, "state": state,
+        rows.append({"model": embedded.size(s.model), "variant": s.label, "title": s.title, "state": state,
                      "CPU hours": seconds / 3600 if seconds else np.nan})
     return pd.DataFrame(rows)
 
@@ -38,9 +39,10 @@ def progress() -> pd.DataFrame:
 def baselines(df: pd.DataFrame) -> pd.DataFrame:
     """Per model and benchmark: the baseline's score beside chance, its n, the minimum detectable
     difference (80% power, 5% level) planned from the baseline's items (rho 0.5) and as measured on
-    the quantized runs, and the items needed to detect the paper's GPTQ-4 and GPTQ-3 effects."""
+    the quantized runs (their median), and the items needed to detect the paper's GPTQ-4 and GPTQ-3
+    effects (from the measured spread once there are runs, else the planned one)."""
     rows = []
-    for model in sorted(df["model"].unique()):
+    for model in sorted(df.loc[df["method"] == "fp", "model"].unique()):
         fp = report.baseline(df, model)
         q = df[(df["model"] == model) & (df["method"] != "fp")]
         for name in suite.names():
@@ -50,13 +52,17 @@ def baselines(df: pd.DataFrame) -> pd.DataFrame:
             numeric = [x for x in items if isinstance(x, (int, float))]
             sd = power.planned_sd(numeric) if numeric else float("nan")
             n = int(fp[f"{name}_n"])
+            planned = power.mdd(sd, n)
             eff = paper.effects(name)
             eff = eff[eff["model"] == "Qwen-7B-Chat"].set_index("label")["delta"] if not eff.empty else {}
+            measured = q.loc[q[f"{name}_n"] == n, f"{name}_mdd"] if f"{name}_mdd" in q else q.iloc[:0, 0]
+            if measured.notna().any():  # the spread the runs show, once there are runs
+                sd = power.sd_from_mdd(measured.median(), n)
             need = {b: power.n_for(sd, abs(eff[b])) if b in eff and eff[b] and np.isfinite(sd) else np.nan
                     for b in ("gptq-4b", "gptq-3b")}
-            rows.append({"model": model, "benchmark": report.title(name), "n": n, "baseline": fp[name],
-                         "chance": fp.get(f"{name}_chance"), "MDD planned": power.mdd(sd, n),
-                         "MDD measured": q[f"{name}_mdd"].median() if f"{name}_mdd" in q else np.nan,
+            rows.append({"model": embedded.size(model), "benchmark": report.title(name), "n": n,
+                         "baseline": fp[name], "chance": fp.get(f"{name}_chance"), "MDD planned": planned,
+                         "MDD measured": measured.median(), "runs measured": measured.notna().sum(),
                          "n for paper's GPTQ-4 effect": need["gptq-4b"], "n for GPTQ-3": need["gptq-3b"]})
     return pd.DataFrame(rows)
 
@@ -73,7 +79,7 @@ def beside_paper(df: pd.DataFrame, name: str) -> pd.DataFrame:
         table.setdefault(r["label"], {})[f"paper {r['model'].removesuffix('-Chat')}"] = f"{r['delta']:+.3g}{mark}"
     for model in sorted(df["model"].unique()):
         fp = report.baseline(df, model)
-        size = model.split("-")[-2] if model.count("-") >= 2 else model
+        size = embedded.size(model)
         for _, r in df[(df["model"] == model) & (df["method"] != "fp")].iterrows():
             if pd.isna(r.get(col)):
                 continue
@@ -108,7 +114,7 @@ def ppl_beside_paper(df: pd.DataFrame, corpus: str = "wikitext2") -> pd.DataFram
         for _, x in r[(r["corpus"] == corpus) & (r["label"] != "bf16")].iterrows():
             table.setdefault(x["label"], {})[f"paper {x['model'].removesuffix('-Chat')}"] = f"{x['ratio']:.3g}"
     for model in sorted(df["model"].unique()):
-        size = model.split("-")[-2] if model.count("-") >= 2 else model
+        size = embedded.size(model)
         base = report.baseline(df, model).get(f"ppl_{corpus}")
         for _, r in df[(df["model"] == model) & (df["method"] != "fp")].iterrows():
             ratio = r.get(f"ppl_{corpus}_ratio")
@@ -131,7 +137,7 @@ def efficiency_beside_paper(df: pd.DataFrame) -> pd.DataFrame:
             table.setdefault(x["label"], {})[f"paper {x['model'].removesuffix('-Chat')} {what}"] = f"{x['ratio']:.2f}"
     for model in sorted(df["model"].unique()):
         fp = report.baseline(df, model)
-        size = model.split("-")[-2] if model.count("-") >= 2 else model
+        size = embedded.size(model)
         for _, r in df[(df["model"] == model) & (df["method"] != "fp")].iterrows():
             for col, what in (("weight_bytes", "memory"), ("decode_tok_s", "speed")):
                 if pd.notna(r.get(col)) and pd.notna(fp.get(col)):
@@ -162,7 +168,7 @@ def gptq_over_rtn(df: pd.DataFrame) -> pd.DataFrame:
                 compared += 1
                 better += st["delta_lo"] > 0
                 worse += st["delta_hi"] < 0
-            rows.append({"model": model, "GPTQ": label, "RTN": twin,
+            rows.append({"model": embedded.size(model), "GPTQ": label, "RTN": twin,
                          "WikiText-2 ppl, GPTQ": g.get("ppl_wikitext2"), "WikiText-2 ppl, RTN": r.get("ppl_wikitext2"),
                          "GPTQ / RTN perplexity": g.get("ppl_wikitext2") / r.get("ppl_wikitext2"),
                          "benchmarks: GPTQ better / worse / compared": f"{better} / {worse} / {compared}"})

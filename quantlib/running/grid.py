@@ -41,7 +41,6 @@ def run_one(spec, runs: Path, template: Path = paths.RUN_TEMPLATE, kernel: str =
         print(f"[resume] {spec.name}: its record is incomplete", flush=True)
     folder.mkdir(parents=True, exist_ok=True)
     earlier = round(records.earlier_seconds(folder), 1)
-    (folder / "efficiency.json").unlink(missing_ok=True)  # measured with another model load: redone
     for stale in folder.glob(".run.*.ipynb"):  # an interrupted sitting's notebook: superseded by this one
         stale.unlink()
     records.set_status(folder, "running", pid=os.getpid(), host=platform.node(), earlier_seconds=earlier,
@@ -173,8 +172,9 @@ def main(argv=None) -> int:
         outcome = {}
         for s in specs:  # a spec listed by two grids runs once
             outcome[s.name] = outcome.get(s.name) or run_one(s, args.runs, measure_speed=not args.speed_later)
-    deferred = [n for n, o in outcome.items() if o == "done"
-                and not (records.run_dir(n, args.runs) / "efficiency.json").exists()]
+    from quantlib.scoring import efficiency  # torch: only once the runs are done
+
+    deferred = [n for n, o in outcome.items() if o == "done" and not efficiency.settled(records.run_dir(n, args.runs))]
     if deferred:
         print(f"{len(deferred)} runs shared the CPUs: measure their speed alone with `make efficiency`")
     failed = [n for n, o in outcome.items() if o == "failed"]

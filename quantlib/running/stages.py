@@ -1,5 +1,6 @@
-"""Per-run stages after the grid: memory and decode speed of the runs that shared the CPUs, each
-measured alone in a fresh process (peak RSS must not carry over an earlier model).
+"""Per-run stages after the grid: memory and decode speed of the runs that shared the CPUs (or were
+timed on a busy machine: efficiency.settled), each measured alone in a fresh process (peak RSS must
+not carry over an earlier model).
 
     python -m quantlib.running.stages efficiency [data/runs/<run> ...]   # default: every finished run
 """
@@ -18,8 +19,8 @@ from quantlib.scoring import efficiency
 
 
 def measure_efficiency(folder: Path) -> str:
-    """Measure one run in this process unless its record already has efficiency.json."""
-    if (folder / "efficiency.json").exists():
+    """Measure one run in this process unless its record already has a timing to keep."""
+    if efficiency.settled(folder):
         return "done before"
     spec = records.read_spec(folder)
     model, _ = methods.load(spec.variant)
@@ -30,7 +31,7 @@ def measure_efficiency(folder: Path) -> str:
 
 
 def measure_efficiency_fresh(folder: Path) -> str:
-    if (folder / "efficiency.json").exists():
+    if efficiency.settled(folder):
         return "done before"
     proc = subprocess.run([sys.executable, "-m", "quantlib.running.stages", "efficiency", "--here", str(folder)],
                           capture_output=True, text=True)

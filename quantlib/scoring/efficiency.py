@@ -11,6 +11,7 @@ import os
 import statistics
 import threading
 import time
+from pathlib import Path
 
 import psutil
 import torch
@@ -119,9 +120,11 @@ def _timers(model, tokenizer, prompt_tokens: int, new_tokens: int):
 
 
 def _speeds(prompt_tokens: int, new_tokens: int, t_pre: list, t_gen: list) -> dict:
+    """Medians; decoding is what generation takes beyond the prefill (None where a busy machine made
+    the prefill alone take longer: no speed to report)."""
     t_pre, t_gen = statistics.median(t_pre), statistics.median(t_gen)
     return {"prefill_seconds": t_pre, "generate_seconds": t_gen, "prefill_tokens_per_s": prompt_tokens / t_pre,
-            "decode_tokens_per_s": new_tokens / max(t_gen - t_pre, 1e-9)}
+            "decode_tokens_per_s": new_tokens / (t_gen - t_pre) if t_gen > t_pre else None}
 
 
 @torch.no_grad()
@@ -187,6 +190,18 @@ def measure_into(folder, model, tokenizer, settings, kernel: dict, baseline=None
             "other_processes_cpus": round(other.cpus, 3)}
     files.write_json(folder / "efficiency.json", result)
     return result
+
+
+def settled(folder) -> bool:
+    """Whether a run's efficiency.json is a timing to keep: a decode speed, timed while other processes
+    stayed under QUIET_CPUS, for the run and for its baseline (records older than that count kept).
+    A resumed run keeps it; a missing or contended timing is taken again."""
+    f = Path(folder) / "efficiency.json"
+    if not f.exists():
+        return False
+    r = files.read_json(f)
+    busy = [x.get("other_processes_cpus") for x in (r, r.get("baseline") or {})]
+    return r.get("decode_tokens_per_s") is not None and all(b is None or b < QUIET_CPUS for b in busy)
 
 
 def baseline_loader(spec):
