@@ -18,19 +18,24 @@ def planned() -> list:
 
 
 def progress() -> pd.DataFrame:
-    """Every cell of the study grids: done, partly done (benchmarks finished) or to run, and its CPU time."""
+    """Every cell of the study grids: done, to run, or what it has finished so far (quantization,
+    perplexity corpora, speed, benchmarks), with its wall time over every sitting."""
     rows = []
     for s in planned():
         folder = records.run_dir(s.name)
-        finished = sorted(f.stem for f in (folder / "benchmarks").glob("*.json"))
-        seconds = sum(files.read_json(folder / "benchmarks" / f"{b}.json").get("seconds") or 0 for b in finished)
-        state = records.status(folder)
+        state, seconds = records.status(folder), records.earlier_seconds(folder)
         if records.complete(folder):
             state, seconds = "done", files.read_json(folder / "status.json").get("seconds") or seconds
         elif state is None:
             state = "to run"
         else:
-            state = f"{len(finished)} of {len(s.benchmarks)} benchmarks"
+            f = folder / "perplexity.json"
+            ppl = files.read_json(f)["corpora"] if f.exists() else {}
+            state = "; ".join(x for x in (
+                "quantized" if (folder / "metrics.json").exists() else "",
+                f"perplexity {len(ppl)} of {len(s.perplexity.datasets)}" if ppl else "",
+                "speed" if (folder / "efficiency.json").exists() else "",
+                f"{len(list((folder / 'benchmarks').glob('*.json')))} of {len(s.benchmarks)} benchmarks") if x)
         rows.append({"model": embedded.size(s.model), "variant": s.label, "title": s.title, "state": state,
                      "CPU hours": seconds / 3600 if seconds else np.nan})
     return pd.DataFrame(rows)

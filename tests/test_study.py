@@ -1,0 +1,83 @@
+"""The study's pages (quantlib.reporting.study): progress, baselines with their MDD, GPTQ over RTN."""
+import json
+
+import pytest
+
+
+def test_gptq_is_compared_with_its_rtn_twin_on_the_same_items(tmp_path, monkeypatch):
+    import pandas as pd
+
+    from quantlib.io import paths
+    from quantlib.reporting import study
+
+    monkeypatch.setattr(paths, "RUNS", tmp_path)
+    for run, right in (("g", 60), ("r", 30)):  # GPTQ right on 60 of 100 SNLI items, RTN on 30
+        (tmp_path / run / "samples").mkdir(parents=True)
+        rows = [{"task": "snli", "doc_id": i, "acc": float(i < right)} for i in range(100)]
+        (tmp_path / run / "samples" / "snli.jsonl").write_text("\n".join(map(json.dumps, rows)))
+    df = pd.DataFrame([{"model": "m", "label": "gptq-3b", "method": "gptq", "run": "g", "snli": 0.6,
+                        "ppl_wikitext2": 20.0},
+                       {"model": "m", "label": "rtn-3b", "method": "rtn", "run": "r", "snli": 0.3,
+                        "ppl_wikitext2": 40.0}])
+    row = study.gptq_over_rtn(df).iloc[0]
+    assert (row["GPTQ"], row["RTN"]) == ("gptq-3b", "rtn-3b") and row["GPTQ / RTN perplexity"] == 0.5
+    assert row["benchmarks: GPTQ better / worse / compared"] == "1 / 0 / 1"
+
+
+def test_study_baselines_give_the_planned_and_the_measured_mdd(tmp_path, monkeypatch):
+    """The baseline table plans the MDD from the baseline's items and takes the measured one from the
+    quantized runs scored on the same items (their median); a registered model shows its size."""
+    import pandas as pd
+
+    from quantlib.io import paths
+    from quantlib.reporting import power, study
+
+    monkeypatch.setattr(paths, "RUNS", tmp_path)
+    (tmp_path / "b" / "samples").mkdir(parents=True)
+    acc = [float(i % 2) for i in range(100)]
+    (tmp_path / "b" / "samples" / "snli.jsonl").write_text(
+        "\n".join(json.dumps({"task": "snli", "doc_id": i, "acc": a}) for i, a in enumerate(acc)))
+    model = "qwen2.5-coder-0.5b-instruct"
+    df = pd.DataFrame([{"model": model, "label": "bf16", "method": "fp", "run": "b", "snli": 0.5, "snli_n": 100},
+                       {"model": model, "label": "gptq-4b", "method": "gptq", "run": "g", "snli": 0.4,
+                        "snli_n": 100, "snli_mdd": 0.08},
+                       {"model": model, "label": "rtn-4b", "method": "rtn", "run": "r", "snli": 0.4,
+                        "snli_n": 100, "snli_mdd": 0.10},
+                       {"model": model, "label": "rtn-3b", "method": "rtn", "run": "s", "snli": 0.4,
+                        "snli_n": 50, "snli_mdd": 0.5}])  # other items: not this baseline's MDD
+    row = study.baselines(df).set_index("benchmark").iloc[0]
+    assert row["model"] == "0.5B" and row["n"] == 100
+    assert row["MDD planned"] == pytest.approx(power.mdd(power.planned_sd(acc), 100))
+    assert row["MDD measured"] == pytest.approx(0.09) and row["runs measured"] == 2
+    assert power.mdd(power.sd_from_mdd(0.09, 100), 100) == pytest.approx(0.09)
+
+
+def test_study_progress_says_what_each_cell_has_finished(tmp_path, monkeypatch):
+    """Done, to run, or an interrupted cell's finished stages with its wall time so far."""
+    from quantlib.io import files, paths
+    from quantlib.reporting import study
+    from quantlib.running import records
+    from quantlib.running.spec import load_grid
+
+    grids, runs = tmp_path / "grids", tmp_path / "runs"
+    grids.mkdir()
+    (grids / "study.yaml").write_text("models: [smollm2-135m-instruct]\nmethods: [fp, {method: gptq, bits: [4, 3]}]\n"
+                                      "perplexity: {datasets: [wikitext2, c4]}\nbenchmarks: {gsm8k: {}, snli: {}}\n")
+    monkeypatch.setattr(paths, "GRIDS", grids)
+    monkeypatch.setattr(paths, "RUNS", runs)
+    fp, q4, _ = load_grid(grids / "study.yaml")
+    done, part = records.run_dir(fp.name), records.run_dir(q4.name)
+    for f, name in ((done, fp.name), (part, q4.name)):
+        files.write_json(f / "spec.json", {"name": name})
+        files.write_json(f / "metrics.json", {"name": name})
+    (done / "run.ipynb").write_text("{}")
+    files.write_json(done / "status.json", {"status": "done", "seconds": 7200.0})
+    files.write_json(part / "perplexity.json", {"corpora": {"wikitext2": {}}})
+    files.write_json(part / "benchmarks" / "gsm8k.json", {"seconds": 60.0})
+    files.write_json(part / "status.json", {"status": "running", "earlier_seconds": 600.0,
+                                            "time": "2026-01-01T00:00:00+00:00", "alive": "2026-01-01T00:30:00+00:00"})
+    t = study.progress().set_index("variant")
+    assert t.loc["bf16", "state"] == "done" and t.loc["bf16", "CPU hours"] == 2.0
+    assert t.loc["gptq-4b", "state"] == "quantized; perplexity 1 of 2; 1 of 2 benchmarks"
+    assert t.loc["gptq-4b", "CPU hours"] == pytest.approx((600 + 1800) / 3600)
+    assert t.loc["gptq-3b", "state"] == "to run" and t.loc["gptq-3b", "model"] == "135M"
