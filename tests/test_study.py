@@ -77,7 +77,7 @@ def test_study_progress_says_what_each_cell_has_finished(tmp_path, monkeypatch):
     files.write_json(part / "status.json", {"status": "running", "earlier_seconds": 600.0,
                                             "time": "2026-01-01T00:00:00+00:00", "alive": "2026-01-01T00:30:00+00:00"})
     t = study.progress().set_index("variant")
-    assert t.loc["bf16", "state"] == "done" and t.loc["bf16", "CPU hours"] == 2.0
+    assert t.loc["bf16", "state"] == "done" and t.loc["bf16", "wall hours"] == 2.0
     assert t.loc["gptq-4b", "state"] == "quantized; perplexity 1 of 2; 1 of 2 benchmarks"
-    assert t.loc["gptq-4b", "CPU hours"] == pytest.approx((600 + 1800) / 3600)
+    assert t.loc["gptq-4b", "wall hours"] == pytest.approx((600 + 1800) / 3600)
     assert t.loc["gptq-3b", "state"] == "to run" and t.loc["gptq-3b", "model"] == "135M"

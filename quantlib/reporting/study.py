@@ -37,7 +37,7 @@ def progress() -> pd.DataFrame:
                 "speed" if (folder / "efficiency.json").exists() else "",
                 f"{len(list((folder / 'benchmarks').glob('*.json')))} of {len(s.benchmarks)} benchmarks") if x)
         rows.append({"model": embedded.size(s.model), "variant": s.label, "title": s.title, "state": state,
-                     "CPU hours": seconds / 3600 if seconds else np.nan})
+                     "wall hours": seconds / 3600 if seconds else np.nan})
     return pd.DataFrame(rows)
 
 
