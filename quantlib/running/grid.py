@@ -176,7 +176,8 @@ def main(argv=None) -> int:
 
     deferred = [n for n, o in outcome.items() if o == "done" and not efficiency.settled(records.run_dir(n, args.runs))]
     if deferred:
-        print(f"{len(deferred)} runs shared the CPUs: measure their speed alone with `make efficiency`")
+        print(f"{len(deferred)} runs have no quiet speed timing (they shared the CPUs): "
+              "measure it alone with `make efficiency`")
     failed = [n for n, o in outcome.items() if o == "failed"]
     print(f"{len(outcome)} runs: " + ", ".join(f"{sum(o == k for o in outcome.values())} {k}"
                                             for k in ("done", "skipped", "failed")))
