@@ -78,3 +78,12 @@ def test_claims_table_has_a_verdict_per_claim():
     assert t["claim"].str.startswith(("C1", "C2", "C3", "C4", "C5")).all()
     assert t["judged by"].str.len().gt(20).all()  # every verdict shows the threshold it was judged by
     assert t.loc[0, "rests on"].startswith("16 windows; 0 paired items; ratio 1.050 [")
+
+
+def test_each_verdict_is_coloured_by_what_it_says():
+    t = claims.table(_runs())
+    cells = claims.styled(t, "claims").to_html()
+    for verdict, colour in (("holds", "#d4edda"), ("inconclusive", "#e9ecef"),
+                            ("holds at nominal bits; not at matched storage", "#fff3cd")):
+        assert verdict in set(t["verdict"]) and colour in cells
+    assert claims._verdict_css(claims.FAILS).startswith("background-color: #f8d7da")

@@ -48,7 +48,7 @@ def test_study_baselines_give_the_planned_and_the_measured_mdd(tmp_path, monkeyp
     row = study.baselines(df).set_index("benchmark").iloc[0]
     assert row["model"] == "0.5B" and row["n"] == 100
     assert row["MDD planned"] == pytest.approx(power.mdd(power.planned_sd(acc), 100))
-    assert row["MDD measured"] == pytest.approx(0.09) and row["runs measured"] == 2
+    assert row["MDD measured"] == pytest.approx(0.09) and row["runs"] == 2
     assert power.mdd(power.sd_from_mdd(0.09, 100), 100) == pytest.approx(0.09)
 
 

@@ -178,3 +178,18 @@ def table(df: pd.DataFrame, model: str | None = None) -> pd.DataFrame:
                      "the paper's numbers": paper.claim_numbers(key, cfg), "this build": r["evidence"],
                      "judged by": r["threshold"], "rests on": rests})
     return pd.DataFrame(rows)
+
+
+VERDICT_STYLE = {HOLDS: "#d4edda; color: #14532d", FAILS: "#f8d7da; color: #7f1d1d", OPEN: "#e9ecef; color: #343a40"}
+
+
+def _verdict_css(verdict: str) -> str:
+    """A verdict's cell at a glance: green holds, red does not hold, grey inconclusive, amber a split one."""
+    colours = VERDICT_STYLE.get(verdict, "#fff3cd; color: #713f12")
+    return f"background-color: {colours}; font-weight: bold"
+
+
+def styled(table_: pd.DataFrame, caption: str):
+    """`table` as the book shows it: captioned, no index, each verdict coloured by what it says."""
+    return table_.style.map(_verdict_css, subset=["verdict"]).hide(axis="index").set_caption(caption)
+

@@ -67,8 +67,8 @@ def baselines(df: pd.DataFrame) -> pd.DataFrame:
                     for b in ("gptq-4b", "gptq-3b")}
             rows.append({"model": embedded.size(model), "benchmark": report.title(name), "n": n,
                          "baseline": fp[name], "chance": fp.get(f"{name}_chance"), "MDD planned": planned,
-                         "MDD measured": measured.median(), "runs measured": measured.notna().sum(),
-                         "n for paper's GPTQ-4 effect": need["gptq-4b"], "n for GPTQ-3": need["gptq-3b"]})
+                         "MDD measured": measured.median(), "runs": measured.notna().sum(),
+                         "n for GPTQ-4 effect": need["gptq-4b"], "n for GPTQ-3 effect": need["gptq-3b"]})
     return pd.DataFrame(rows)
 
 
