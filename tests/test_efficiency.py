@@ -37,9 +37,7 @@ def test_waits_until_the_machine_is_quiet_or_the_limit(monkeypatch):
 
 
 def test_interleaved_timing_alternates_the_models_repeat_by_repeat(monkeypatch):
-    order = []
-
-    now = [0.0]
+    order, now = [], [0.0]
 
     def step(model, what, seconds):
         order.append((model, what))
