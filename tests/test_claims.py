@@ -87,3 +87,14 @@ def test_each_verdict_is_coloured_by_what_it_says():
                             ("holds at nominal bits; not at matched storage", "#fff3cd")):
         assert verdict in set(t["verdict"]) and colour in cells
     assert claims._verdict_css(claims.FAILS).startswith("background-color: #f8d7da")
+
+
+def test_overview_gives_each_model_its_own_verdict_column():
+    big = _runs(**{"gptq-4b": {"mmlu_p": 0.01}}).assign(model="big", weight_bytes=3e9)  # a significant drop
+    t = claims.overview(pd.concat([big, _runs()]), label=str.upper)
+    assert list(t.columns) == ["claim", "verdict on M", "verdict on BIG"]  # smallest baseline first
+    assert t.loc[0, "verdict on M"] == claims.HOLDS and t.loc[0, "verdict on BIG"] == claims.FAILS
+    html = claims.styled(t, "glance").to_html()
+    css = html.split("</style>")[0]
+    assert "_row0_col1" in css and "_row0_col2" in css and "_col0" not in css  # both verdict columns, not the claim
+    assert "#d4edda" in css and "#f8d7da" in css

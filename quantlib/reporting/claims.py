@@ -180,6 +180,24 @@ def table(df: pd.DataFrame, model: str | None = None) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def baseline_models(df: pd.DataFrame) -> list[str]:
+    """The models with a finished baseline, smallest (by weight bytes) first."""
+    done = report.done(df)
+    fps = done.loc[done["method"] == "fp", "model"].unique()
+    return sorted(fps, key=lambda m: done.loc[done["model"] == m, "weight_bytes"].max())
+
+
+def overview(df: pd.DataFrame, label=str) -> pd.DataFrame:
+    """Each claim's verdict on each model with a baseline, side by side (`label` names a model's column):
+    the front page's glance; `table` gives each verdict's evidence, threshold and interval."""
+    cfg = config()
+    done = report.done(df)
+    out = pd.DataFrame({"claim": [f"{key}: {cfg[key]['claim']}" for key in CLAIMS]})
+    for model in baseline_models(done):
+        out[f"verdict on {label(model)}"] = [fn(done, cfg, model)["verdict"] for fn in CLAIMS.values()]
+    return out
+
+
 VERDICT_STYLE = {HOLDS: "#d4edda; color: #14532d", FAILS: "#f8d7da; color: #7f1d1d", OPEN: "#e9ecef; color: #343a40"}
 
 
@@ -191,5 +209,6 @@ def _verdict_css(verdict: str) -> str:
 
 def styled(table_: pd.DataFrame, caption: str):
     """`table` as the book shows it: captioned, no index, each verdict coloured by what it says."""
-    return table_.style.map(_verdict_css, subset=["verdict"]).hide(axis="index").set_caption(caption)
+    verdicts = [c for c in table_.columns if c.startswith("verdict")]
+    return table_.style.map(_verdict_css, subset=verdicts).hide(axis="index").set_caption(caption)
 
