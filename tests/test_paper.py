@@ -57,6 +57,23 @@ def test_claim_numbers_are_computed_from_the_tables(tmp_path, monkeypatch):
     assert c5.count("GPTQ-2") == 3
 
 
+def test_c1_rule_on_the_paper_tables_counts_marked_drops(paper_dir):
+    from quantlib.reporting import claims
+
+    rows = [f"Table 7,{m},{meth},{b},wikitext2,,perplexity,{p},raw," for m in paper.MODELS
+            for meth, b, p in (("bf16", 16, 8.0), ("gptq", 4, 8.4))]
+    rows += [f"Table 9,{m},{meth},{b},mmlu,average,accuracy,{v},percent,{sig}" for m, drop in
+             zip(paper.MODELS, (True, False, False)) for meth, b, v, sig in
+             (("bf16", 16, 55.0, ""), ("gptq", 4, 53.0 if drop else 55.5, "true" if drop else "false"))]
+    (paper_dir / "results.csv").write_text(RESULTS.splitlines()[0] + "\n" + "\n".join(rows) + "\n")
+    paper._csv.cache_clear()
+    drops = paper.significant_drops("gptq-4b")
+    assert drops["Qwen-7B-Chat"] == (["mmlu"], 1) and drops["Qwen-14B-Chat"] == ([], 1)
+    assert claims.c1_on_paper(claims.config()) == {"Qwen-7B-Chat": claims.FAILS, "Qwen-14B-Chat": claims.HOLDS,
+                                                   "Qwen-72B-Chat": claims.HOLDS}  # x1.05, within 1.10
+    assert "does not hold on 1 of the paper's 3 models (7B)." in claims.c1_strictness(claims.config())
+
+
 def test_report_numbers_are_readable():
     from quantlib.reporting.report import number
 

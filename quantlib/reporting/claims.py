@@ -63,6 +63,30 @@ def c1(df, cfg, model):
     return _out(OPEN, ev + ("; one window cannot bound the rise" if np.isnan(lo) else ""), threshold, n, interval)
 
 
+def c1_on_paper(cfg) -> dict[str, str]:
+    """C1's rule applied to the paper's own tables, per paper model: its WikiText-2 ratio (a point value:
+    the paper gives no interval) and the drops it marks significant. Shows how strict the rule is."""
+    if not paper.available():
+        return {}
+    v, limit = cfg["C1"]["variant"], 1 + cfg["C1"]["max_ppl_rise"]
+    ratios = paper.perplexity_ratios()
+    wiki = ratios[ratios["corpus"] == "wikitext2"].set_index(["model", "label"])["ratio"]
+    return {m: FAILS if drops or wiki[(m, v)] > limit else HOLDS
+            for m, (drops, _) in paper.significant_drops(v).items()}
+
+
+def c1_strictness(cfg) -> str:
+    """A sentence for the reader: what C1's rule says of the paper's own evidence."""
+    on_paper = c1_on_paper(cfg)
+    if not on_paper:
+        return "(the paper's tables are not found: set QUANTLIB_PAPER_DIR to judge them by the same rule)"
+    fails = [m.removesuffix("-Chat").removeprefix("Qwen-") for m, v in on_paper.items() if v == FAILS]
+    return (f"C1's rule is strict: applied to the paper's own tables (the WikiText-2 ratio and the drops the "
+            f"paper marks significant at {cfg['C1']['variant']}), it does not hold on {len(fails)} of the paper's "
+            f"{len(on_paper)} models" + (f" ({', '.join(fails)})" if fails else "") + ". The paper reads small "
+            "significant drops as performance kept; this report counts them")
+
+
 def c2(df, cfg, model):
     threshold = (f"Spearman(perplexity, score) below 0 with 95% confidence on at least "
                  f"{cfg['C2']['min_share']:.0%} of benchmarks")

@@ -41,13 +41,16 @@ def effects(name: str) -> pd.DataFrame:
     """The paper's effect on one benchmark's mapped metric: per model and configuration, the value,
     its delta from that model's bf16 baseline (our units) and the paper's significance mark."""
     spec = suite.registry()[name].get("paper")
+    none = pd.DataFrame(columns=["model", "label", "value", "delta", "significant"])
     if not spec or not available():
-        return pd.DataFrame(columns=["model", "label", "value", "delta", "significant"])
+        return none
     r = _csv("results.csv")
     r = r[(r["table"] == f"Table {spec['table']}") & (r["benchmark"] == spec["benchmark"])
           & (r["metric"] == spec["measure"])]
     if spec.get("subset"):
         r = r[r["subset"] == spec["subset"]]
+    if r.empty:  # a copy of the tables without this benchmark
+        return none
     r = r.assign(value=r["value"].astype(float) * spec["factor"],
                  label=[_config_label(m, b) for m, b in zip(r["method"], r["bits"])])
     base = r[r["method"] == "bf16"].set_index("model")["value"]
@@ -107,6 +110,18 @@ def ablation_ratios(corpus: str = "wikitext2") -> pd.DataFrame:
         columns=lambda m: f"paper {m.removesuffix('-Chat')}")
 
 
+def significant_drops(label: str) -> dict[str, tuple[list[str], int]]:
+    """Per paper model: the benchmarks where the paper marks `label` significantly below its BF16
+    baseline, and how many mapped benchmarks carry such marks at all (C1's rule, on the paper's tables)."""
+    out = {m: ([], 0) for m in MODELS}
+    for name in suite.names():
+        e = effects(name)
+        for _, r in e[(e["label"] == label) & e["significant"].notna()].iterrows():
+            drops, marked = out[r["model"]]
+            out[r["model"]] = (drops + [name] if r["significant"] and r["delta"] < 0 else drops, marked + 1)
+    return out
+
+
 def _short(model: str) -> str:
     return model.removesuffix("-Chat").removeprefix("Qwen-")
 
@@ -130,7 +145,9 @@ def claim_numbers(key: str, cfg: dict) -> str:
     if key == "C1":
         v = cfg["C1"]["variant"]
         mmlu = effects("mmlu").set_index(["model", "label"])["delta"]
-        return "; ".join(f"{_short(m)}: WikiText-2 x{wiki[(m, v)]:.3f}, MMLU {100 * mmlu[(m, v)]:+.1f} pts"
+        drops = significant_drops(v)
+        return "; ".join(f"{_short(m)}: WikiText-2 x{wiki[(m, v)]:.3f}, MMLU {100 * mmlu[(m, v)]:+.1f} pts, "
+                         f"marked significant drops on {len(drops[m][0])} of {drops[m][1]} benchmarks"
                          for m in MODELS)
     if key == "C2":
         r = correlations()["pearson_r"].astype(float)
