@@ -81,3 +81,19 @@ def test_study_progress_says_what_each_cell_has_finished(tmp_path, monkeypatch):
     assert t.loc["gptq-4b", "state"] == "quantized; perplexity 1 of 2; 1 of 2 benchmarks"
     assert t.loc["gptq-4b", "wall hours"] == pytest.approx((600 + 1800) / 3600)
     assert t.loc["gptq-3b", "state"] == "to run" and t.loc["gptq-3b", "model"] == "135M"
+
+
+def test_our_effects_are_starred_where_the_paired_test_is_significant(tmp_path, monkeypatch):
+    import pandas as pd
+
+    from quantlib.reporting import study
+
+    monkeypatch.delenv("QUANTLIB_PAPER_DIR", raising=False)
+    monkeypatch.setenv("QUANTLIB_DATA_DIR", str(tmp_path))  # no paper tables: ours alone
+    df = pd.DataFrame([{"model": "m", "label": "bf16", "method": "fp", "snli": 0.50},
+                       {"model": "m", "label": "gptq-4b", "method": "gptq", "snli": 0.45, "snli_delta": -0.05,
+                        "snli_delta_lo": -0.08, "snli_delta_hi": -0.02, "snli_p": 0.004},
+                       {"model": "m", "label": "gptq-8b", "method": "gptq", "snli": 0.49, "snli_delta": -0.01,
+                        "snli_delta_lo": -0.04, "snli_delta_hi": 0.02, "snli_p": 0.6}])
+    t = study.beside_paper(df, "snli").set_index("variant")["ours m"]
+    assert t["gptq-4b"] == "-0.05* [-0.08, -0.02]" and t["gptq-8b"] == "-0.01 [-0.04, +0.02]"

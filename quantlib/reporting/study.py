@@ -7,7 +7,7 @@ import pandas as pd
 
 from quantlib.io import files, paths
 from quantlib.models import embedded
-from quantlib.reporting import paper, power, report, stats
+from quantlib.reporting import claims, paper, power, report, stats
 from quantlib.running import records
 from quantlib.running.spec import load_grid
 from quantlib.scoring import suite
@@ -74,10 +74,12 @@ def baselines(df: pd.DataFrame) -> pd.DataFrame:
 
 def beside_paper(df: pd.DataFrame, name: str) -> pd.DataFrame:
     """One benchmark's effects: the paper's delta for each of its models (* = significant there) and
-    ours for each study model, with the paired 95% interval, per configuration."""
+    ours for each study model, with the paired 95% interval (* = the paired test's p below the claims'
+    alpha), per configuration."""
     metric = (suite.registry()[name].get("paper") or {}).get("metric", suite.headline(name))
     col = report.column(name, metric)
     eff = paper.effects(name)
+    alpha = claims.config()["alpha"]
     table = {}
     for _, r in eff[eff["label"] != "bf16"].iterrows():
         mark = "*" if str(r["significant"]) == "True" else ""
@@ -91,7 +93,8 @@ def beside_paper(df: pd.DataFrame, name: str) -> pd.DataFrame:
             paired = metric == suite.headline(name) and pd.notna(r.get(f"{name}_delta"))
             d = r[f"{name}_delta"] if paired else r[col] - fp[col]  # paired: on the items both scored
             ci = f" [{r[f'{name}_delta_lo']:+.3g}, {r[f'{name}_delta_hi']:+.3g}]" if paired else ""
-            table.setdefault(r["label"], {})[f"ours {size}"] = f"{d:+.3g}{ci}"
+            mark = "*" if paired and r.get(f"{name}_p", 1.0) < alpha else ""
+            table.setdefault(r["label"], {})[f"ours {size}"] = f"{d:+.3g}{mark}{ci}"
     order = list(dict.fromkeys(list(eff["label"]) + sorted(table)))
     return pd.DataFrame([{"variant": k, **table[k]} for k in order if k in table]).fillna("")
 
