@@ -97,3 +97,23 @@ def test_our_effects_are_starred_where_the_paired_test_is_significant(tmp_path, 
                         "snli_delta_lo": -0.04, "snli_delta_hi": 0.02, "snli_p": 0.6}])
     t = study.beside_paper(df, "snli").set_index("variant")["ours m"]
     assert t["gptq-4b"] == "-0.05* [-0.08, -0.02]" and t["gptq-8b"] == "-0.01 [-0.04, +0.02]"
+
+
+def test_figure_tells_the_two_sizes_apart_even_at_a_lone_point():
+    import pandas as pd
+
+    from quantlib.reporting import report
+
+    rows = []
+    for model, wb, n in (("qwen2.5-coder-0.5b-instruct", 1e9, 285), ("qwen2.5-coder-1.5b-instruct", 3e9, 1140)):
+        rows += [{"model": model, "method": "fp", "label": "bf16", "bits": 16, "mmlu": 0.4, "mmlu_n": n,
+                  "weight_bytes": wb},
+                 {"model": model, "method": "gptq", "label": "gptq-4b", "bits": 4, "mmlu": 0.38, "mmlu_n": n,
+                  "weight_bytes": wb / 3}]
+    fig = report.plot_vs_bits(pd.DataFrame(rows), {"mmlu": "MMLU"})
+    ax = fig.axes[0]
+    assert ax.get_title() == "MMLU, n = 285 / 1,140"
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert "GPTQ (0.5B)" in labels and "GPTQ (1.5B)" in labels and not ax.get_legend()  # below, not on a panel
+    small, big = (next(ln for ln in ax.lines if ln.get_label() == f"GPTQ ({s})") for s in ("0.5B", "1.5B"))
+    assert big.get_markerfacecolor() == "white" and small.get_markerfacecolor() != "white"

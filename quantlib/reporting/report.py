@@ -9,6 +9,7 @@ import pandas as pd
 import seaborn as sns
 
 from quantlib.io import files, paths
+from quantlib.models import embedded
 from quantlib.quantization import methods
 from quantlib.scoring import suite
 
@@ -255,25 +256,30 @@ def _draw(ax, g: pd.DataFrame, x: str, col: str, fmt: str, **kw) -> None:
 def plot_vs_bits(df: pd.DataFrame, metrics: dict, ylabel: str | None = None, logy: bool = False,
                  x: str = "bits", xlabel: str | None = None, ncols: int | None = None):
     """One panel per metric (n items in its title): line methods (GPTQ, RTN, SpQR) over nominal bits,
-    the others as points, one colour per method (the registry's) and one line style per model; each
+    the others as points, one colour per method (the registry's), one line style and marker fill per
+    model (filled for the first, hollow for the second, so a lone point still says its model); each
     model's baseline a horizontal reference line (its 95% interval shaded), the chance level dotted.
-    Error bars are 95% bootstrap intervals over items. With x='stored_bits' every method sits at the
-    bits it really stores (the baseline as a point too)."""
+    Error bars are 95% bootstrap intervals over items; a panel's title gives each model's n. With
+    x='stored_bits' every method sits at the bits it really stores (the baseline as a point too). The
+    legend sits below the panels, clear of the data."""
     ncols = ncols or min(2, len(metrics))
     nrows = -(-len(metrics) // ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(3.7 * ncols, 3.0 * nrows), squeeze=False)
-    styles = dict(zip(sorted(df["model"].unique()), ("-", "--", ":", "-.")))
+    models = sorted(df["model"].unique(), key=lambda m: df.loc[df["model"] == m, "weight_bytes"].max()
+                    if "weight_bytes" in df else 0)
+    styles = dict(zip(models, ("-", "--", ":", "-.")))
+    faces = dict(zip(models, ({}, {"mfc": "white"}, {}, {"mfc": "white"})))
     for ax, (col, name) in zip(axes.flat, metrics.items()):
         for model, g in df.groupby("model"):
             ls = styles[model]
-            who = f" ({model})" if len(styles) > 1 else ""
+            who = f" ({embedded.size(model)})" if len(styles) > 1 else ""
             for key_, m in methods.registry().items():
                 if key_ == "fp":
                     continue
                 gm = main_variants(g[g["method"] == key_], key_) if m.line else g[g["method"] == key_]
                 if not gm.empty and gm[col].notna().any():
                     _draw(ax, gm.sort_values(x), x, col, m.marker + (ls if m.line else ""), color=m.color,
-                          ms=6 if m.line else 8, label=m.title + who)
+                          ms=6 if m.line else 8, label=m.title + who, **faces[model])
             fp = g[g["method"] == "fp"]
             if not fp.empty and pd.notna(fp[col].iloc[0]):
                 lab = f"baseline, {fp['label'].iloc[0]}{who}"
@@ -286,8 +292,8 @@ def plot_vs_bits(df: pd.DataFrame, metrics: dict, ylabel: str | None = None, log
         chance = df[f"{col}_chance"].dropna() if f"{col}_chance" in df else pd.Series(dtype=float)
         if not chance.empty:
             ax.axhline(chance.iloc[0], ls=":", lw=1, color="#d62728", label="chance")
-        n = df[f"{col}_n"].dropna() if f"{col}_n" in df else pd.Series(dtype=float)
-        ax.set_title(name + (f", n = {int(n.max()):,}" if not n.empty else ""), fontsize=10)
+        n = sorted({int(v) for v in df[f"{col}_n"].dropna()}) if f"{col}_n" in df else []
+        ax.set_title(name + (f", n = {' / '.join(f'{v:,}' for v in n)}" if n else ""), fontsize=10)
         ax.set_xlabel(xlabel or ("nominal bits per weight" if x == "bits" else "stored bits per weight"))
         if x == "bits":
             ax.set_xticks([2, 3, 4, 8])
@@ -297,8 +303,13 @@ def plot_vs_bits(df: pd.DataFrame, metrics: dict, ylabel: str | None = None, log
             ax.set_ylabel(ylabel)
     for ax in list(axes.flat)[len(metrics):]:
         ax.set_visible(False)
-    axes.flat[0].legend(fontsize=7)
     fig.tight_layout()
+    legend = {}  # every panel's entries, once each, in the order drawn
+    for ax in axes.flat:
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            legend.setdefault(lab, h)
+    fig.legend(legend.values(), legend.keys(), loc="upper center", bbox_to_anchor=(0.5, 0), fontsize=8,
+               ncol=min(3, len(legend)) or 1, frameon=False)
     return fig
 
 
