@@ -118,7 +118,8 @@ def significant_drops(label: str) -> dict[str, tuple[list[str], int]]:
         e = effects(name)
         for _, r in e[(e["label"] == label) & e["significant"].notna()].iterrows():
             drops, marked = out[r["model"]]
-            out[r["model"]] = (drops + [name] if r["significant"] and r["delta"] < 0 else drops, marked + 1)
+            dropped = str(r["significant"]) == "True" and r["delta"] < 0
+            out[r["model"]] = (drops + [name] if dropped else drops, marked + 1)
     return out
 
 
