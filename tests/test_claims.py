@@ -44,6 +44,8 @@ def test_c1_four_bit_within_threshold_and_no_significant_drop_holds():
             "ppl_wikitext2_ratio_hi": 1.25}
     assert _verdict(_runs(**{"gptq-4b": rise}), "C1") == claims.FAILS   # +20% perplexity, interval above 1.10
     assert _verdict(_runs(**{"gptq-4b": {"mmlu_p": 0.01}}), "C1") == claims.FAILS          # significant drop
+    ev = claims.c1(_runs(**{"gptq-4b": {"mmlu_p": 0.01}}), CFG, "m")["evidence"]
+    assert ev.endswith("drops on 1 of 1 benchmarks (mmlu; 1 after Holm's correction for 1 tests)")
     assert _verdict(_runs(**{"gptq-4b": {"mmlu_p": 0.01, "mmlu": 0.65}}), "C1") == claims.HOLDS  # a rise is no drop
 
 

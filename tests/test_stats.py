@@ -19,6 +19,17 @@ def test_bootstrap_ci_covers_the_true_mean_at_about_the_nominal_rate():
     assert 0.90 <= hits / reps <= 0.98  # 95% nominal; the percentile bootstrap runs slightly narrow
 
 
+def test_holm_steps_down_until_a_p_value_misses_its_threshold():
+    # 4 tests at 0.05: thresholds 0.0125, 0.0167, 0.025, 0.05; 0.03 misses the third, so it and 0.04 stay
+    assert stats.holm({"a": 0.001, "b": 0.03, "c": 0.04, "d": 0.011}, 0.05) == {"a", "d"}
+    assert stats.holm({"a": 0.04}, 0.05) == {"a"} and stats.holm({}, 0.05) == set()
+    # under the null, uncorrected tests reject somewhere in ~46% of 12-test families; Holm in at most 5%
+    rng = np.random.default_rng(0)
+    families = [dict(enumerate(rng.random(12))) for _ in range(2000)]
+    assert np.mean([bool(stats.holm(f, 0.05)) for f in families]) <= 0.06
+    assert np.mean([min(f.values()) < 0.05 for f in families]) > 0.4
+
+
 def test_mcnemar_exact_p_on_a_hand_made_table():
     # 1 item right only in the first run, 9 right only in the second, 5 right in both, 5 wrong in both
     a = [1] * 1 + [0] * 9 + [1] * 5 + [0] * 5

@@ -53,8 +53,10 @@ def c1(df, cfg, model):
     if np.isnan(ratio):
         ratio = v["ppl_wikitext2"] / fp["ppl_wikitext2"]
     interval = f"ratio {ratio:.3f}" + (f" [{lo:.3f}, {hi:.3f}]" if not np.isnan(lo) else " (no interval: 1 window)")
+    held = stats.holm({n: v[f"{n}_p"] for n in tested}, cfg["alpha"]) & set(drops)
     ev = (f"{c['variant']}: WikiText-2 perplexity x{ratio:.3f}; significant drops on {len(drops)} of "
-          f"{len(tested)} benchmarks" + (f" ({', '.join(drops)})" if drops else ""))
+          f"{len(tested)} benchmarks" + (f" ({', '.join(drops)}; {len(held)} after Holm's correction for "
+                                         f"{len(tested)} tests)" if drops else ""))
     n = f"{_count(windows, 'window')}; {items:,} paired items"
     if drops or (not np.isnan(lo) and lo > limit):
         return _out(FAILS, ev, threshold, n, interval)

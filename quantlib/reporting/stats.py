@@ -63,6 +63,17 @@ def bootstrap_ci(values, level: float = 0.95, n_resamples: int | None = None, se
     return _interval(_resampler(name, values)(_resamples(name, len(values), seed, n_resamples)), level)
 
 
+def holm(p: dict, alpha: float) -> set:
+    """Holm's step-down procedure: the keys of `p` (test -> p-value) rejected with the family-wise error
+    held at alpha over all len(p) tests: the i-th smallest p (from 0) must be at most alpha / (m - i)."""
+    rejected = set()
+    for i, (key, value) in enumerate(sorted(p.items(), key=lambda kv: kv[1])):
+        if value > alpha / (len(p) - i):
+            break
+        rejected.add(key)
+    return rejected
+
+
 def mcnemar(a, b) -> dict:
     """Exact McNemar test for paired right/wrong outcomes: a binomial test on the discordant pairs."""
     a, b = np.asarray(a, dtype=bool), np.asarray(b, dtype=bool)
