@@ -117,3 +117,14 @@ def test_figure_tells_the_two_sizes_apart_even_at_a_lone_point():
     assert "GPTQ (0.5B)" in labels and "GPTQ (1.5B)" in labels and not ax.get_legend()  # below, not on a panel
     small, big = (next(ln for ln in ax.lines if ln.get_label() == f"GPTQ ({s})") for s in ("0.5B", "1.5B"))
     assert big.get_markerfacecolor() == "white" and small.get_markerfacecolor() != "white"
+
+
+def test_hours_to_go_from_each_models_median_cell():
+    import pandas as pd
+
+    from quantlib.reporting import study
+
+    prog = pd.DataFrame({"model": ["0.5B"] * 4 + ["1.5B"] * 2,
+                         "state": ["done", "done", "perplexity 3 of 3", "to run", "done", "to run"],
+                         "wall hours": [1.0, 2.0, 0.5, float("nan"), 3.0, float("nan")]})
+    assert study.hours_to_go(prog) == 1.0 + 1.5 + 3.0  # the cell in progress has spent 0.5 of its 1.5

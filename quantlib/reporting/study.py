@@ -41,6 +41,17 @@ def progress() -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def hours_to_go(prog: pd.DataFrame) -> float:
+    """Wall hours the unfinished cells still need, estimated per model from its finished cells' median
+    (a cell in progress counts what it has already spent); NaN where a model has no finished cell."""
+    left = 0.0
+    for _, g in prog.groupby("model"):
+        done = g["state"] == "done"
+        per_cell = g.loc[done, "wall hours"].median()
+        left += sum(max(per_cell - (h if pd.notna(h) else 0.0), 0.0) for h in g.loc[~done, "wall hours"])
+    return left
+
+
 def baselines(df: pd.DataFrame) -> pd.DataFrame:
     """Per model and benchmark: the baseline's score beside chance, its n, the minimum detectable
     difference (80% power, 5% level) planned from the baseline's items (rho 0.5) and as measured on
