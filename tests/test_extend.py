@@ -76,7 +76,7 @@ def test_a_toy_method_and_benchmark_run_summarize_and_plot(extensions, tiny_mode
     assert 4 < toy["stored_bits"] < 5 and toy["kl_mean"] > 0  # stored-bits rule and divergence, from the registry
     assert toy["toy_qa_p"] >= 0  # paired with the baseline on the same items
     fig = report.plot_vs_bits(df, {"toy_qa": report.title("toy_qa"), "ppl_wikitext2": "WikiText-2"})
-    labels = [t.get_text() for ax in fig.axes for t in (ax.get_legend().get_texts() if ax.get_legend() else [])]
+    labels = [t.get_text() for legend in fig.legends for t in legend.get_texts()]
     assert any(t.startswith("Toy") for t in labels)
     assert f"{report.title('toy_qa')}, n = 3" in {ax.get_title() for ax in fig.axes}  # n in the panel title
 
