@@ -116,3 +116,12 @@ def test_appendix_pages_hide_the_building_machines_folders_and_are_titled_readab
     text = (book / "runs" / "r.ipynb").read_text()
     assert "/tmp/cold" not in text and "/home/u" not in text and "<repo>/data/runs/r" in text
     assert "# SpQR 2-bit, no outliers (m)" in text and "override the defaults" in text
+
+
+def test_pdf_has_every_chapter_but_the_run_notebooks():
+    import yaml
+
+    book = paths.ROOT / "book"
+    chapters = [c["file"] for c in yaml.safe_load((book / "_toc.yml").read_text())["chapters"]]
+    pdf = [c["file"] for c in yaml.safe_load((book / "_toc_pdf.yml").read_text())["chapters"]]
+    assert pdf == [c for c in chapters if c != "appendix"]  # the study leads the PDF as it leads the book
