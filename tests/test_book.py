@@ -59,7 +59,8 @@ def test_pdf_tables_are_list_tables_with_literal_text():
     md = report._styler_markdown(df.style.format(precision=2, na_rep="").hide(axis="index"))
     lines = md.splitlines()
     assert lines[0] == "```{list-table}" and lines[1] == ":header-rows: 1" and lines[-1] == "```"
-    assert len(lines[2].split()) == 4  # ":widths:" and one width per column
+    assert lines[2] == ":class: longtable"  # breaks between rows at a page's end
+    assert len(lines[3].split()) == 4  # ":widths:" and one width per column
     assert "* - fp32" in lines and "  - 12\\.35" in lines  # formatted by the Styler, index hidden
     assert "  - Q\\: \\{\\{q\\}\\} A\\:" in lines  # newline folded, punctuation escaped
     assert "  - \\$18 \\<\\|im\\_start\\|\\>" in lines  # no math, no HTML

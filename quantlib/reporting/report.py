@@ -465,7 +465,8 @@ def prompts(run: str) -> pd.DataFrame:
 
 def _styler_markdown(styler) -> str:
     """A styled table (formatted values, hidden index honoured) as a MyST list-table, whose column
-    widths let LaTeX wrap long cells; every ASCII punctuation mark is escaped, so cell text
+    widths let LaTeX wrap long cells, and a longtable, so that LaTeX breaks it between rows at a page's
+    end rather than running past the page; every ASCII punctuation mark is escaped, so cell text
     stays literal (no math from "$", no HTML from "<|im_start|>")."""
     import copy
     import re
@@ -478,7 +479,8 @@ def _styler_markdown(styler) -> str:
     widths = [min(max(len(r[i]) for r in rows), 50) + 8 for i in range(len(rows[0]))]
     body = "\n".join("* " + "\n".join(("- " if i == 0 else "  - ") + (esc.sub(r"\\\1", c) or " ")
                                         for i, c in enumerate(r)) for r in rows)
-    return f"```{{list-table}}\n:header-rows: 1\n:widths: {' '.join(map(str, widths))}\n\n{body}\n```"
+    return (f"```{{list-table}}\n:header-rows: 1\n:class: longtable\n:widths: {' '.join(map(str, widths))}\n\n"
+            f"{body}\n```")
 
 
 def _tables_as_markdown() -> None:
