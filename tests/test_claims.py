@@ -61,6 +61,31 @@ def test_c3_is_inconclusive_with_one_model():
     assert _verdict(_runs(), "C3") == claims.OPEN
 
 
+def test_c3_pairs_the_larger_quantized_model_with_the_smaller_baseline(tmp_path, monkeypatch):
+    import json
+
+    from quantlib.io import paths
+
+    monkeypatch.setattr(paths, "RUNS", tmp_path)
+    right = {"small": 50, "big-fp": 90, "big-q": 80, "big-q2": 40}  # of 100 items, on each benchmark
+    for run, k in right.items():
+        (tmp_path / run / "samples").mkdir(parents=True)
+        for b in ("snli", "mmlu", "truthfulqa_mc1"):
+            rows = [{"task": b, "doc_id": i, "acc": float(i < k)} for i in range(100)]
+            (tmp_path / run / "samples" / f"{b}.jsonl").write_text("\n".join(map(json.dumps, rows)))
+    cols = ["model", "run", "method", "label", "weight_bytes", "ppl_wikitext2"]
+    df = pd.DataFrame([("s", "small", "fp", "bf16", 1.0e9, 20.0), ("b", "big-fp", "fp", "bf16", 3.0e9, 10.0),
+                       ("b", "big-q", "gptq", "gptq-4b", 1.4e9, 11.0), ("b", "big-q2", "gptq", "gptq-2b", 0.9e9, 90.0)],
+                      columns=cols)
+    for b in ("snli", "mmlu", "truthfulqa_mc1"):
+        df[b] = df["run"].map(right) / 100
+    r = claims.c3(df, CFG, "s")
+    assert r["verdict"] == claims.HOLDS  # the best-perplexity variant within 1.5x of 1 GB: gptq-4b, 80 vs 50
+    assert "b gptq-4b (1.30 GiB)" in r["evidence"] and "higher on 3 (mmlu, snli, truthfulqa_mc1)" in r["evidence"]
+    worse = claims.c3(df[df["run"] != "big-q"], CFG, "s")  # only gptq-2b fits: 40 against 50 on every item set
+    assert worse["verdict"] == claims.FAILS and "lower on 3" in worse["evidence"]
+
+
 def test_c4_slower_than_every_dense_run_holds():
     assert _verdict(_runs(), "C4") == claims.HOLDS
     fast = _runs(**{"bnb-nf4": {"decode_tok_s": 9.6}, "bnb-int8": {"decode_tok_s": 9.7}})

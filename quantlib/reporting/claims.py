@@ -131,8 +131,9 @@ def c3(df, cfg, model):
         elif st.get("delta_hi", 0) < 0:
             losses.append(n)
     ev = (f"{large} {best['label']} ({best['weight_bytes'] / 2**30:.2f} GiB) against {small} at full precision "
-          f"({fp.loc[small, 'weight_bytes'] / 2**30:.2f} GiB): significantly higher on {len(wins)}, lower on "
-          f"{len(losses)} of {len(names)} benchmarks")
+          f"({fp.loc[small, 'weight_bytes'] / 2**30:.2f} GiB): significantly higher on {len(wins)}"
+          + (f" ({', '.join(wins)})" if wins else "") + f", lower on {len(losses)}"
+          + (f" ({', '.join(losses)})" if losses else "") + f" of {len(names)} benchmarks")
     verdict = HOLDS if len(wins) > len(names) / 2 else FAILS if len(losses) > len(names) / 2 else OPEN
     return _out(verdict, ev, threshold, f"{len(names)} benchmarks, same items",
                 f"memory ratio {best['weight_bytes'] / fp.loc[small, 'weight_bytes']:.2f}")
