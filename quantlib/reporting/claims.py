@@ -100,7 +100,8 @@ def c2(df, cfg, model):
         return _out(OPEN, "fewer than 4 scored quantized runs", threshold, f"{len(q)} quantized runs")
     neg = [n for n, r in rows if r["spearman_hi"] < 0]
     rho = np.median([r["spearman"] for _, r in rows])
-    ev = f"Spearman below zero with 95% confidence on {len(neg)} of {len(rows)} benchmarks"
+    ev = f"Spearman below zero with 95% confidence on {len(neg)} of {len(rows)} benchmarks" + (
+        f" ({', '.join(neg)})" if neg else "")
     verdict = HOLDS if len(neg) >= cfg["C2"]["min_share"] * len(rows) else OPEN
     return _out(verdict, ev, threshold, f"{rows[0][1]['n']} quantized runs", f"median Spearman {rho:.2f}")
 
