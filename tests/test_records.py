@@ -1,4 +1,7 @@
 """Record provenance: which machine computed a record, and speeds compared only on the same kind."""
+import sys
+import time
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -59,8 +62,31 @@ def test_speeds_timed_beside_busy_processes_are_left_out():
     assert out.at[1, "speed_elsewhere"] == "2.0 tokens/s while other processes kept 1.60 CPUs busy"
 
 
+def test_cpu_time_of_earlier_sittings_is_known_or_said_unknown(tmp_path):
+    assert records.earlier_cpu_seconds(tmp_path) == 0.0  # never started
+    records.set_status(tmp_path, "running", earlier_seconds=0.0, earlier_cpu_seconds=0.0, cpu_alive=0.0)
+    stop = records.heartbeat(tmp_path, every=0.05, cpu_from=records.children_cpu_seconds() - 30.0)
+    time.sleep(0.3)
+    stop.set()
+    time.sleep(0.1)
+    assert records.earlier_cpu_seconds(tmp_path) >= 30.0  # the killed sitting's last stamp
+    records.set_status(tmp_path, "failed", earlier_seconds=50.0, earlier_cpu_seconds=90.0, cpu_seconds=10.0)
+    assert records.earlier_cpu_seconds(tmp_path) == 100.0
+    records.set_status(tmp_path, "running", earlier_seconds=0.0)  # a sitting before CPU time was recorded
+    assert records.earlier_cpu_seconds(tmp_path) is None
+    records.set_status(tmp_path, "failed", earlier_seconds=600.0, cpu_seconds=5.0)  # so was an earlier one
+    assert records.earlier_cpu_seconds(tmp_path) is None
+
+
+def test_children_cpu_seconds_counts_a_finished_child():
+    import subprocess
+
+    before = records.children_cpu_seconds()
+    subprocess.run([sys.executable, "-c", "sum(i * i for i in range(3_000_000))"], check=True)
+    assert records.children_cpu_seconds() - before > 0.05
+
+
 def test_a_killed_sittings_time_comes_from_its_heartbeat_not_from_file_times(tmp_path):
-    import time
     from datetime import datetime, timedelta
 
     records.set_status(tmp_path, "running", earlier_seconds=100.0)

@@ -58,6 +58,8 @@ def test_grid_writes_complete_records(grid_run):
         if spec["method"] == "gptq":  # next-token divergence from the same forward pass as perplexity
             assert ppl["c4"]["kl"] > 0 and ppl["c4"]["positions"] == 2 * 63
         assert files.read_json(f / "benchmarks" / "gsm8k.json")["n"] == 1
+        st = files.read_json(f / "status.json")  # the kernel's CPU time, every core, at most wall x cores
+        assert 0 < st["cpu_seconds"] <= st["seconds"] * os.cpu_count() * 1.05 and st["earlier_cpu_seconds"] == 0.0
         e = files.read_json(f / "efficiency.json")  # measured in the run: the local engine runs one at a time
         assert e["new_tokens"] == 4 and e["decode_tokens_per_s"] > 0 and e["machine"]
         # a quantized run times its full-precision model beside it, in the same sitting, interleaved
@@ -115,6 +117,7 @@ def test_interrupted_run_resumes_at_the_first_unfinished_benchmark(grid_run, cap
                for f in (kept, folder / "perplexity.json", folder / "efficiency.json"))
     done = files.read_json(folder / "status.json")
     assert done["earlier_seconds"] == 600.0 and done["seconds"] > 600  # both sittings' wall time
+    assert done["cpu_seconds"] is None  # the killed sitting recorded no CPU time: the total is unknown
     assert not checkpoint.exists()  # the killed sitting's notebook is superseded
     executed = (folder / "run.ipynb").read_text()
     assert "perplexity: finished earlier" in executed and "gsm8k: exact_match" in executed

@@ -19,13 +19,16 @@ def planned() -> list:
 
 def progress() -> pd.DataFrame:
     """Every cell of the study grids: done, to run, or what it has finished so far (quantization,
-    perplexity corpora, speed, benchmarks), with its wall time over every sitting."""
+    perplexity corpora, speed, benchmarks), with its wall time and CPU time (every core; blank where a
+    sitting predates its recording) over every sitting."""
     rows = []
     for s in planned():
         folder = records.run_dir(s.name)
         state, seconds = records.status(folder), records.earlier_seconds(folder)
+        cpu = records.earlier_cpu_seconds(folder)
         if records.complete(folder):
-            state, seconds = "done", files.read_json(folder / "status.json").get("seconds") or seconds
+            st = files.read_json(folder / "status.json")
+            state, seconds, cpu = "done", st.get("seconds") or seconds, st.get("cpu_seconds")
         elif state is None:
             state = "to run"
         else:
@@ -37,7 +40,8 @@ def progress() -> pd.DataFrame:
                 "speed" if (folder / "efficiency.json").exists() else "",
                 f"{len(list((folder / 'benchmarks').glob('*.json')))} of {len(s.benchmarks)} benchmarks") if x)
         rows.append({"model": embedded.size(s.model), "variant": s.label, "title": s.title, "state": state,
-                     "wall hours": seconds / 3600 if seconds else np.nan})
+                     "wall hours": seconds / 3600 if seconds else np.nan,
+                     "CPU hours": cpu / 3600 if cpu else np.nan})
     return pd.DataFrame(rows)
 
 

@@ -40,13 +40,14 @@ def run_one(spec, runs: Path, template: Path = paths.RUN_TEMPLATE, kernel: str =
     if records.status(folder) is not None:  # finished benchmarks are kept: the notebook resumes after them
         print(f"[resume] {spec.name}: its record is incomplete", flush=True)
     folder.mkdir(parents=True, exist_ok=True)
-    earlier = round(records.earlier_seconds(folder), 1)
+    earlier, earlier_cpu = round(records.earlier_seconds(folder), 1), records.earlier_cpu_seconds(folder)
     for stale in folder.glob(".run.*.ipynb"):  # an interrupted sitting's notebook: superseded by this one
         stale.unlink()
     records.set_status(folder, "running", pid=os.getpid(), host=platform.node(), earlier_seconds=earlier,
-                       alive=records.now())
+                       earlier_cpu_seconds=earlier_cpu, alive=records.now(), cpu_alive=0.0)
     tmp = folder / f".run.{os.getpid()}.ipynb"
-    t0, alive = time.perf_counter(), records.heartbeat(folder)
+    cpu0 = records.children_cpu_seconds()  # the notebook kernel is this process's child: its CPU time
+    t0, alive = time.perf_counter(), records.heartbeat(folder, cpu_from=cpu0)
     print(f"[run ] {spec.name}", flush=True)
     try:
         params = dict(spec=spec.to_dict(), run_dir=str(folder), measure_speed=measure_speed)
@@ -59,15 +60,18 @@ def run_one(spec, runs: Path, template: Path = paths.RUN_TEMPLATE, kernel: str =
             os.replace(tmp, folder / "run.ipynb")
         err = getattr(e, "ename", type(e).__name__) + ": " + str(getattr(e, "evalue", e))
         records.set_status(folder, "failed", error=err[-2000:], seconds=time.perf_counter() - t0,
-                           earlier_seconds=earlier, traceback=traceback.format_exc()[-4000:])
+                           earlier_seconds=earlier, cpu_seconds=round(records.children_cpu_seconds() - cpu0, 1),
+                           earlier_cpu_seconds=earlier_cpu, traceback=traceback.format_exc()[-4000:])
         print(f"[FAIL] {spec.name}: {err[:300]}", flush=True)
         return "failed"
     finally:
         alive.set()  # the heartbeat stops however the sitting ends
     os.replace(tmp, folder / "run.ipynb")
     this = time.perf_counter() - t0  # seconds: every sitting's wall time (earlier_seconds: all but this one)
+    cpu = records.children_cpu_seconds() - cpu0  # cpu_seconds likewise, unknown if a sitting's is
     records.set_status(folder, "done", seconds=round(this + earlier, 1), earlier_seconds=earlier,
-                       pid=os.getpid(), host=platform.node())
+                       cpu_seconds=None if earlier_cpu is None else round(cpu + earlier_cpu, 1),
+                       earlier_cpu_seconds=earlier_cpu, pid=os.getpid(), host=platform.node())
     print(f"[done] {spec.name} in {time.perf_counter() - t0:.0f} s", flush=True)
     return "done"
 

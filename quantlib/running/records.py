@@ -89,6 +89,37 @@ def earlier_seconds(folder: Path) -> float:
     return before + max([0.0] + [w - started for w in writes])
 
 
+def earlier_cpu_seconds(folder: Path) -> float | None:
+    """CPU seconds (user + system, every core) the run's earlier sittings spent, as `earlier_seconds`
+    reads wall time: a failed sitting's recorded `cpu_seconds`, a killed one's last heartbeat
+    (`cpu_alive`). None where a sitting's CPU time was not recorded (records older than the field)."""
+    try:
+        st = files.read_json(Path(folder) / "status.json")
+    except (OSError, ValueError):
+        return 0.0
+    before = st.get("earlier_cpu_seconds", None if st.get("earlier_seconds") else 0.0)
+    this = {"failed": st.get("cpu_seconds"), "running": st.get("cpu_alive")}.get(st.get("status"), 0.0)
+    return None if before is None or this is None else before + this
+
+
+def children_cpu_seconds() -> float:
+    """CPU seconds (user + system) of this process's children: those it has reaped (a finished run's
+    notebook kernel) and the live ones so far (a running one's)."""
+    import resource
+
+    import psutil
+
+    reaped = resource.getrusage(resource.RUSAGE_CHILDREN)
+    live = 0.0
+    for child in psutil.Process().children(recursive=True):
+        try:
+            t = child.cpu_times()
+            live += t.user + t.system
+        except psutil.Error:  # ended between the listing and the reading: counted as reaped next time
+            pass
+    return reaped.ru_utime + reaped.ru_stime + live
+
+
 _STATUS = threading.Lock()  # the heartbeat thread and the run share status.json
 HEARTBEAT_SECONDS = 60
 
@@ -102,18 +133,20 @@ def set_status(folder: Path, state: str, **extra) -> None:
         files.write_json(Path(folder) / "status.json", {"status": state, "time": now(), **extra})
 
 
-def heartbeat(folder: Path, every: float = HEARTBEAT_SECONDS) -> threading.Event:
+def heartbeat(folder: Path, every: float = HEARTBEAT_SECONDS, cpu_from: float | None = None) -> threading.Event:
     """Stamps `alive` into a running record's status.json every `every` seconds until the returned
-    event is set: a killed sitting's wall time is read from it (file times do not survive a checkout)."""
+    event is set: a killed sitting's wall time is read from it (file times do not survive a checkout);
+    with `cpu_from` (children_cpu_seconds() at the sitting's start) also `cpu_alive`, its CPU time so far."""
     stop, f = threading.Event(), Path(folder) / "status.json"
 
     def beat():
         while not stop.wait(every):
+            cpu = {} if cpu_from is None else {"cpu_alive": round(children_cpu_seconds() - cpu_from, 1)}
             with _STATUS:
                 try:
                     st = files.read_json(f)
                     if st.get("status") == "running":
-                        files.write_json(f, st | {"alive": now()})
+                        files.write_json(f, st | {"alive": now()} | cpu)
                 except (OSError, ValueError):
                     pass
 
