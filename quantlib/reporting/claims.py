@@ -71,8 +71,7 @@ def c1_on_paper(cfg) -> dict[str, str]:
     if not paper.available():
         return {}
     v, limit = cfg["C1"]["variant"], 1 + cfg["C1"]["max_ppl_rise"]
-    ratios = paper.perplexity_ratios()
-    wiki = ratios[ratios["corpus"] == "wikitext2"].set_index(["model", "label"])["ratio"]
+    wiki = paper.wikitext2_ratios()
     return {m: FAILS if drops or wiki[(m, v)] > limit else HOLDS
             for m, (drops, _) in paper.significant_drops(v).items()}
 
@@ -216,8 +215,7 @@ def table(df: pd.DataFrame, model: str | None = None) -> pd.DataFrame:
 def baseline_models(df: pd.DataFrame) -> list[str]:
     """The models with a finished baseline, smallest (by weight bytes) first."""
     done = report.done(df)
-    fps = done.loc[done["method"] == "fp", "model"].unique()
-    return sorted(fps, key=lambda m: done.loc[done["model"] == m, "weight_bytes"].max())
+    return [m for m in report.models_by_size(done) if (done.loc[done["model"] == m, "method"] == "fp").any()]
 
 
 def overview(df: pd.DataFrame, label=str) -> pd.DataFrame:

@@ -68,6 +68,12 @@ def perplexity_ratios() -> pd.DataFrame:
     return r.rename(columns={"benchmark": "corpus"})[["model", "label", "corpus", "value", "ratio"]]
 
 
+def wikitext2_ratios() -> pd.Series:
+    """Table 7's WikiText-2 ratios, indexed by (model, label)."""
+    r = perplexity_ratios()
+    return r[r["corpus"] == "wikitext2"].set_index(["model", "label"])["ratio"]
+
+
 def correlations() -> pd.DataFrame:
     """Table 3: Pearson r between average perplexity and each benchmark metric."""
     return _csv("perplexity_correlation.csv")
@@ -142,7 +148,7 @@ def claim_numbers(key: str, cfg: dict) -> str:
     if not available():
         return ""
     ratios = perplexity_ratios()
-    wiki = ratios[ratios["corpus"] == "wikitext2"].set_index(["model", "label"])["ratio"]
+    wiki = wikitext2_ratios()
     if key == "C1":
         v = cfg["C1"]["variant"]
         mmlu = effects("mmlu").set_index(["model", "label"])["delta"]

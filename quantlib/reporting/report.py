@@ -253,6 +253,12 @@ def _draw(ax, g: pd.DataFrame, x: str, col: str, fmt: str, **kw) -> None:
         ax.plot(g[x], g[col], fmt, **kw)
 
 
+def models_by_size(df: pd.DataFrame) -> list[str]:
+    """The models in `df`, smallest (by their runs' largest weight bytes) first."""
+    size = df.groupby("model")["weight_bytes"].max() if "weight_bytes" in df else {}
+    return sorted(df["model"].unique(), key=lambda m: size.get(m, 0))
+
+
 def plot_vs_bits(df: pd.DataFrame, metrics: dict, ylabel: str | None = None, logy: bool = False,
                  x: str = "bits", xlabel: str | None = None, ncols: int | None = None):
     """One panel per metric (n items in its title): line methods (GPTQ, RTN, SpQR) over nominal bits,
@@ -265,8 +271,7 @@ def plot_vs_bits(df: pd.DataFrame, metrics: dict, ylabel: str | None = None, log
     ncols = ncols or min(2, len(metrics))
     nrows = -(-len(metrics) // ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(3.7 * ncols, 3.0 * nrows), squeeze=False)
-    models = sorted(df["model"].unique(), key=lambda m: df.loc[df["model"] == m, "weight_bytes"].max()
-                    if "weight_bytes" in df else 0)
+    models = models_by_size(df)
     styles = dict(zip(models, ("-", "--", ":", "-.")))
     faces = dict(zip(models, ({}, {"mfc": "white"}, {}, {"mfc": "white"})))
     for ax, (col, name) in zip(axes.flat, metrics.items()):
