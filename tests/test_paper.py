@@ -27,6 +27,11 @@ def test_effects_are_deltas_in_our_units_with_our_labels(paper_dir):
     assert list(e.index) == ["bf16", "gptq-4b", "bnb-int8"]  # the STEM subset is not the headline
     assert e.loc["gptq-4b", "delta"] == pytest.approx(-0.0153) and e.loc["bf16", "delta"] == 0
     assert str(e.loc["gptq-4b", "significant"]) == "True"
+    assert e.loc["gptq-4b", "step"] == pytest.approx(1e-4)  # "54.27" percent: printed to 0.0001 as a fraction
+
+
+def test_printed_step_reads_the_decimals_as_written():
+    assert [paper._printed_step(t) for t in ("0.21", "54", "8.670")] == [0.01, 1, 0.001]
 
 
 def test_perplexity_as_ratios(paper_dir):

@@ -128,3 +128,26 @@ def test_hours_to_go_from_each_models_median_cell():
                          "state": ["done", "done", "perplexity 3 of 3", "to run", "done", "to run"],
                          "wall hours": [1.0, 2.0, 0.5, float("nan"), 3.0, float("nan")]})
     assert study.hours_to_go(prog) == 1.0 + 1.5 + 3.0  # the cell in progress has spent 0.5 of its 1.5
+
+
+def test_caption_says_how_coarsely_the_paper_printed_its_values(tmp_path, monkeypatch):
+    """The paper prints ROUGE as fractions to two decimals: changes move in whole points here, so a
+    change it marks significant can read "+0*"; the caption says so."""
+    import pandas as pd
+
+    from quantlib.reporting import paper, study
+
+    (tmp_path / "results.csv").write_text(
+        "table,model,method,bits,benchmark,subset,metric,value,scale,significant\n"
+        "Table 12,Qwen-7B-Chat,bf16,16,cnn_dailymail,,rougeL,0.21,fraction,\n"
+        "Table 12,Qwen-7B-Chat,gptq,4,cnn_dailymail,,rougeL,0.21,fraction,true\n")
+    monkeypatch.setenv("QUANTLIB_PAPER_DIR", str(tmp_path))
+    paper._csv.cache_clear()
+    df = pd.DataFrame([{"model": "m", "label": "bf16", "method": "fp", "cnn_dailymail": 20.0},
+                       {"model": "m", "label": "gptq-4b", "method": "gptq", "cnn_dailymail": 19.0}])
+    try:
+        [table] = study.beside_paper_tables(df, ["cnn_dailymail"])
+        assert study.beside_paper(df, "cnn_dailymail").set_index("variant").loc["gptq-4b", "paper Qwen-7B"] == "+0*"
+    finally:
+        paper._csv.cache_clear()
+    assert table.caption.endswith("(the paper prints these values to 1 in these units)")

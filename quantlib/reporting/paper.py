@@ -25,8 +25,17 @@ def available() -> bool:
 
 @cache
 def _csv(name: str) -> pd.DataFrame:
-    return pd.read_csv(paths.paper_dir() / name, dtype={"subset": str}, keep_default_na=False,
-                       na_values=[""])
+    """A table of the paper; `value_text` keeps each value as printed (its decimals are its precision)."""
+    path = paths.paper_dir() / name
+    df = pd.read_csv(path, dtype={"subset": str}, keep_default_na=False, na_values=[""])
+    if "value" in df:
+        df["value_text"] = pd.read_csv(path, dtype=str, keep_default_na=False, usecols=["value"])["value"]
+    return df
+
+
+def _printed_step(text: str) -> float:
+    """The step of a value as printed: 0.01 for "0.21", 1 for "54"."""
+    return 10.0 ** -len(text.partition(".")[2])
 
 
 def _config_label(method: str, bits: int) -> str:
@@ -39,9 +48,10 @@ def _config_label(method: str, bits: int) -> str:
 
 def effects(name: str) -> pd.DataFrame:
     """The paper's effect on one benchmark's mapped metric: per model and configuration, the value,
-    its delta from that model's bf16 baseline (our units) and the paper's significance mark."""
+    its delta from that model's bf16 baseline (our units), the paper's significance mark, and `step`,
+    the precision it printed the value to in our units (ROUGE as a fraction to two decimals: 1 point)."""
     spec = suite.registry()[name].get("paper")
-    none = pd.DataFrame(columns=["model", "label", "value", "delta", "significant"])
+    none = pd.DataFrame(columns=["model", "label", "value", "delta", "significant", "step"])
     if not spec or not available():
         return none
     r = _csv("results.csv")
@@ -52,10 +62,11 @@ def effects(name: str) -> pd.DataFrame:
     if r.empty:  # a copy of the tables without this benchmark
         return none
     r = r.assign(value=r["value"].astype(float) * spec["factor"],
+                 step=[_printed_step(t) * spec["factor"] for t in r["value_text"]],
                  label=[_config_label(m, b) for m, b in zip(r["method"], r["bits"])])
     base = r[r["method"] == "bf16"].set_index("model")["value"]
     r = r.assign(delta=r["value"] - r["model"].map(base))
-    return r[["model", "label", "value", "delta", "significant"]].reset_index(drop=True)
+    return r[["model", "label", "value", "delta", "significant", "step"]].reset_index(drop=True)
 
 
 def perplexity_ratios() -> pd.DataFrame:

@@ -124,6 +124,9 @@ def beside_paper_tables(df: pd.DataFrame, names) -> list:
         if not t.empty and any(c.startswith("ours") for c in t.columns):
             metric = (suite.registry()[name].get("paper") or {}).get("metric", suite.headline(name))
             caption = f"{report.title(name, metric)}: change from the baseline"
+            step = paper.effects(name)["step"].min()  # trailing zeros are not in the CSV
+            if pd.notna(step):  # the paper's rounding, where a reader could take "+0*" for a slip
+                caption += f" (the paper prints these values to {step:g} in these units)"
             out.append(t.style.hide(axis="index").set_caption(caption))
     return out
 
