@@ -326,7 +326,7 @@ def plot_decode(df: pd.DataFrame):
     if d.empty:
         return None
     g = sns.catplot(d, kind="bar", x="decode_tok_s", y="label", hue="setup", col="model", dodge=False,
-                    sharey=False, height=max(2.2, 0.28 * d.groupby("model").size().max()), aspect=1.3,
+                    sharey=False, height=max(3.0, 0.3 * d.groupby("model").size().max()), aspect=1.2,
                     errorbar=None, palette="colorblind")
     for (model, ax) in zip(g.col_names, g.axes.flat):
         dense = dense_decode(df, model)
@@ -334,7 +334,8 @@ def plot_decode(df: pd.DataFrame):
             ax.axvspan(dense.min(), dense.max(), color="grey", alpha=0.15, zorder=0)
         ax.set_title(model, fontsize=10)
     g.set_axis_labels("decode tokens/s (batch 1)", "")
-    g.legend.set_title("kernel")
+    sns.move_legend(g, "upper center", bbox_to_anchor=(0.5, 0), ncol=3, title="kernel", frameon=False)
+    g.figure.tight_layout()
     return g.figure
 
 
