@@ -18,12 +18,12 @@ LIGHT = """models: [{model}]
 methods: [fp, {{method: gptq, bits: [4]}}]
 calibration: {{n_samples: 4}}
 perplexity: {{datasets: [wikitext2], seqlen: 64, limit: 2}}
-efficiency: {{prompt_tokens: 32, new_tokens: {new_tokens}, repeats: 1}}
+efficiency: {{prompt_tokens: 32, new_tokens: {new_tokens}, repeats: 3}}
 """
 
 
 def test_local_ray_instance_runs_a_small_grid(tiny_model, tmp_path):
-    (tmp_path / "grid.yaml").write_text(LIGHT.format(model=tiny_model, new_tokens=4))
+    (tmp_path / "grid.yaml").write_text(LIGHT.format(model=tiny_model, new_tokens=16))
     rc = grid.main([str(tmp_path / "grid.yaml"), "--runs", str(tmp_path / "runs"), "--cpus-per-run", "1"])
     assert rc == 0
     folders = sorted((tmp_path / "runs").iterdir())
@@ -34,7 +34,7 @@ def test_local_ray_instance_runs_a_small_grid(tiny_model, tmp_path):
     assert stages.main(["efficiency"] + [str(f) for f in folders]) == 0
     for f in folders:
         e = files.read_json(f / "efficiency.json")
-        assert e["new_tokens"] == 4 and e["decode_tokens_per_s"] > 0 and e["peak_memory_bytes"] > 0
+        assert e["new_tokens"] == 16 and e["decode_tokens_per_s"] > 0 and e["peak_memory_bytes"] > 0
     assert stages.main(["efficiency"] + [str(f) for f in folders]) == 0  # measured runs are skipped
 
 

@@ -20,11 +20,12 @@ methods:
   - {{method: gptq, bits: [4]}}
 calibration: {{n_samples: 4}}
 perplexity: {{datasets: [wikitext2, c4], seqlen: 64, limit: 2}}
-efficiency: {{prompt_tokens: 32, new_tokens: 4, repeats: 1}}
+efficiency: {{prompt_tokens: 32, new_tokens: 16, repeats: 3}}
 benchmarks:
   gsm8k: {{limit: 1}}
   snli: {{limit: 2}}
-"""
+"""  # medians of 3 timings of 16 tokens: another job on the CPUs cannot make the prefill outlast the
+# generation, which leaves the decode speed unmeasured (None)
 
 
 def test_template_parameters_cell_matches_the_declared_parameters():
@@ -61,7 +62,7 @@ def test_grid_writes_complete_records(grid_run):
         st = files.read_json(f / "status.json")  # the kernel's CPU time, every core, at most wall x cores
         assert 0 < st["cpu_seconds"] <= st["seconds"] * os.cpu_count() * 1.05 and st["earlier_cpu_seconds"] == 0.0
         e = files.read_json(f / "efficiency.json")  # measured in the run: the local engine runs one at a time
-        assert e["new_tokens"] == 4 and e["decode_tokens_per_s"] > 0 and e["machine"]
+        assert e["new_tokens"] == 16 and e["decode_tokens_per_s"] > 0 and e["machine"]
         # a quantized run times its full-precision model beside it, in the same sitting, interleaved
         assert ("baseline" in e) == (spec["method"] != "fp")
         assert spec["method"] == "fp" or (e["baseline"]["decode_tokens_per_s"] > 0 < e["baseline"]["run"][
