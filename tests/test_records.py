@@ -19,6 +19,24 @@ def test_machine_names_the_cpu_its_cores_and_bf16_support(monkeypatch):
     monkeypatch.setattr(records.os, "cpu_count", lambda: 2)
     assert records.machine() == "AMD EPYC (2 CPUs, bf16 emulated)"
     assert report.speed_class(pd.Series([records.machine()])).iloc[0] == "2 CPUs, bf16 emulated"
+    monkeypatch.setattr(bf16_cpu, "cpu_has_bf16", lambda: True)
+    monkeypatch.setattr(bf16_cpu, "cpu_has_amx", lambda: False)
+    assert records.machine() == "AMD EPYC (2 CPUs, bf16 native)"
+    monkeypatch.setattr(bf16_cpu, "cpu_has_amx", lambda: True)  # AMX is another kind of machine for speed
+    assert report.speed_class(pd.Series([records.machine()])).iloc[0] == "2 CPUs, bf16 native, AMX"
+
+
+def test_cpu_flags_are_read_from_the_flags_line(monkeypatch, tmp_path):
+    from quantlib.models import bf16_cpu
+
+    info = tmp_path / "cpuinfo"
+    info.write_text("model name\t: X amx_bf16 in a name\nflags\t\t: fpu avx512_bf16 amx_tile\n")
+    monkeypatch.setattr(bf16_cpu, "Path", lambda _: info)
+    bf16_cpu._cpu_flags.cache_clear()
+    try:
+        assert bf16_cpu.cpu_has_bf16() and not bf16_cpu.cpu_has_amx()
+    finally:
+        bf16_cpu._cpu_flags.cache_clear()
 
 
 def test_a_resumed_run_keeps_the_environment_of_sittings_elsewhere(tmp_path, monkeypatch):

@@ -20,13 +20,23 @@ MIN_ROWS = 32  # measured crossover on AVX2: 1 row 0.6 ms native vs 5.4 ms upcas
 
 
 @cache
+def _cpu_flags() -> set[str]:
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return set()
+    return {f for line in text.splitlines() if line.startswith("flags") for f in line.split(":", 1)[1].split()}
+
+
 def cpu_has_bf16() -> bool:
     """Native bf16 matmuls on this CPU (AVX512-BF16 or AMX)."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return " avx512_bf16" in flags or " amx_bf16" in flags
+    return bool({"avx512_bf16", "amx_bf16"} & _cpu_flags())
+
+
+def cpu_has_amx() -> bool:
+    """AMX tiles for bf16 matmuls (Intel Sapphire Rapids and later): dense bf16 runs several times
+    faster than on AVX512-BF16 alone, so it changes how quantized kernels compare with dense ones."""
+    return "amx_bf16" in _cpu_flags()
 
 
 def _plain_bf16_linears(model):

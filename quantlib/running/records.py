@@ -181,15 +181,17 @@ def machine() -> str:
     bf16 natively. The part in parentheses is what speeds are compared by (report.comparable_speeds)."""
     import torch
 
-    from quantlib.models.bf16_cpu import cpu_has_bf16
+    from quantlib.models.bf16_cpu import cpu_has_amx, cpu_has_bf16
 
     if torch.cuda.is_available():
         return f"{torch.cuda.get_device_name(0)} (CUDA)"
-    return cpu_machine(cpu_name(), os.cpu_count(), "native" if cpu_has_bf16() else "emulated")
+    bf16 = "emulated" if not cpu_has_bf16() else "native, AMX" if cpu_has_amx() else "native"
+    return cpu_machine(cpu_name(), os.cpu_count(), bf16)
 
 
 def cpu_machine(name: str, cpus, bf16: str) -> str:
-    """A CPU machine in words: its name, core count and how it computes bf16 ('native', 'emulated')."""
+    """A CPU machine in words: its name, core count and how it computes bf16 ('native', 'native, AMX'
+    or 'emulated')."""
     return f"{name} ({cpus} CPUs, bf16 {bf16})"
 
 
