@@ -34,8 +34,9 @@ def cpu_has_bf16() -> bool:
 
 
 def cpu_has_amx() -> bool:
-    """AMX tiles for bf16 matmuls (Intel Sapphire Rapids and later): dense bf16 runs several times
-    faster than on AVX512-BF16 alone, so it changes how quantized kernels compare with dense ones."""
+    """AMX tiles for bf16 matmuls (Intel Sapphire Rapids and later): dense bf16 prefill and scoring
+    run much faster than on AVX512-BF16 alone (batch-1 decode, bound by memory, gains little), so it
+    changes how quantized kernels compare with dense ones."""
     return "amx_bf16" in _cpu_flags()
 
 
