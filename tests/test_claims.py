@@ -2,7 +2,7 @@
 import numpy as np
 import pandas as pd
 
-from quantlib.reporting import claims
+from quantlib.reporting import claims, report
 
 CFG = claims.config()
 
@@ -93,6 +93,20 @@ def test_c4_slower_than_every_dense_run_holds():
     untimed = fast[fast["label"] != "bnb-int8"]  # the paper's slow case not timed yet: no verdict against
     assert _verdict(untimed, "C4") == claims.OPEN
     assert "awaits bnb-int8" in claims.CLAIMS["C4"](untimed, CFG, "m")["evidence"]
+
+
+def test_c4_reads_a_timed_run_whose_benchmarks_are_still_running():
+    running = _runs(**{"bnb-int8": {"status": "running", "mmlu": np.nan}})  # timed, benchmarks to come
+    assert claims.judge("C4", running, CFG, "m")["verdict"] == claims.HOLDS
+    assert claims.judge("C1", running, CFG, "m")["verdict"] == claims.HOLDS  # the others read finished runs
+    assert "bnb-int8" not in set(report.done(running)["label"])
+    untimed = _runs(**{"bnb-int8": {"status": "running", "decode_tok_s": np.nan},
+                       "bnb-nf4": {"decode_tok_s": 9.6}})
+    assert claims.judge("C4", untimed, CFG, "m")["verdict"] == claims.OPEN
+    assert claims.table(running).loc[3, "verdict"] == claims.HOLDS
+    # a variant with a finished run and an unfinished rerun: the finished one is the variant's speed
+    rerun = pd.concat([_runs(), _runs().query("label == 'bnb-int8'").assign(status="running", decode_tok_s=50.0)])
+    assert report.timed(rerun).query("label == 'bnb-int8'")["decode_tok_s"].tolist() == [1.0]
 
 
 def test_c5_gptq2_collapses_spqr2_does_not():

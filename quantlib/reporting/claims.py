@@ -186,6 +186,12 @@ def c5(df, cfg, model):
 
 
 CLAIMS = {"C1": c1, "C2": c2, "C3": c3, "C4": c4, "C5": c5}
+READS = {"C4": report.timed}  # the runs each claim is judged on; the others read finished runs (report.done)
+
+
+def judge(key: str, df: pd.DataFrame, cfg: dict, model: str) -> dict:
+    """One claim on one model, on the runs it reads from the summary `df`."""
+    return CLAIMS[key](READS.get(key, report.done)(df), cfg, model)
 
 
 def caveats(df: pd.DataFrame, cfg: dict) -> str:
@@ -200,11 +206,10 @@ def table(df: pd.DataFrame, model: str | None = None) -> pd.DataFrame:
     """One row per claim: the verdict, the paper's numbers and this build's, the threshold, and what the
     verdict rests on (n and interval). The paper's wording of each claim is in data/claims.yaml."""
     cfg = config()
-    df = report.done(df)  # finished runs, one per variant
-    model = model or df[df["method"] == "fp"]["model"].iloc[0]
+    model = model or report.done(df).query("method == 'fp'")["model"].iloc[0]
     rows = []
-    for key, fn in CLAIMS.items():
-        r = fn(df, cfg, model)
+    for key in CLAIMS:
+        r = judge(key, df, cfg, model)
         rests = "; ".join(str(x) for x in (r["n"], r["interval"]) if x)
         rows.append({"claim": f"{key}: {cfg[key]['claim']}", "verdict": r["verdict"],
                      "the paper's numbers": paper.claim_numbers(key, cfg), "this build": r["evidence"],
@@ -225,7 +230,7 @@ def overview(df: pd.DataFrame, label=str) -> pd.DataFrame:
     done = report.done(df)
     out = pd.DataFrame({"claim": [f"{key}: {cfg[key]['claim']}" for key in CLAIMS]})
     for model in baseline_models(done):
-        out[f"verdict on {label(model)}"] = [fn(done, cfg, model)["verdict"] for fn in CLAIMS.values()]
+        out[f"verdict on {label(model)}"] = [judge(key, df, cfg, model)["verdict"] for key in CLAIMS]
     return out
 
 

@@ -59,6 +59,18 @@ def done(df: pd.DataFrame) -> pd.DataFrame:
     return comparable_speeds(d.loc[keep].drop_duplicates(["model", "label"]).sort_index().copy())
 
 
+def timed(df: pd.DataFrame) -> pd.DataFrame:
+    """Runs with a recorded speed, one per variant: the finished run, else an unfinished one whose timing
+    is written (speed is timed right after quantization and never redone, so C4 and the speed table need
+    not wait for a run's benchmarks). Speeds are put on one footing as in `done`."""
+    if "decode_tok_s" not in df:
+        return done(df)
+    d = df[df["decode_tok_s"].notna()]
+    first = [i for i in done(df).index if i in d.index]  # the run `done` keeps, where it was timed
+    order = first + [i for i in d.index if i not in first]
+    return comparable_speeds(d.loc[order].drop_duplicates(["model", "label"]).sort_index().copy())
+
+
 def speed_class(machine: pd.Series) -> pd.Series:
     """What speeds are compared by: the part of the machine in parentheses (cores, native or emulated
     bf16; CUDA), so a CPU model name that varies in wording does not split one kind of machine."""
