@@ -23,7 +23,7 @@ TORCH_SPEC ?=
 
 STUDY_GRID ?= data/grids/study.yaml data/grids/study-1.5b.yaml
 
-.PHONY: venv study-models runs study efficiency summary book pdf latex check-html browser report test test-fast lint lab clean-book
+.PHONY: venv study-models runs study generalization efficiency summary book pdf latex check-html browser report test test-fast lint lab clean-book
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: requirements.txt requirements-data.txt pyproject.toml
@@ -53,6 +53,13 @@ $(VENV)/.study-models: requirements-study.txt | venv
 study: study-models
 	$(PY) -m quantlib.running.grid $(STUDY_GRID) --engine local
 
+# slow stage (minutes per model): does GPTQ's calibration fit carry over to held-out English and Chinese
+# text? GPTQ's layer objective over RTN's on chosen layers of each study model (data/diagnostics/)
+GEN_MODELS ?= qwen2.5-coder-0.5b-instruct qwen2.5-coder-1.5b-instruct
+GEN_LAYERS ?= 1.mlp.down_proj,1.mlp.up_proj,8.self_attn.q_proj,8.mlp.down_proj,20.self_attn.o_proj,20.mlp.down_proj
+generalization: study-models
+	for m in $(GEN_MODELS); do $(PY) -m quantlib.quantization.generalization $$m --bits 4 --layers $(GEN_LAYERS) || exit 1; done
+
 # slow stage: memory and decode speed of every run that shared the CPUs with another, one at a time
 # with the whole machine (writes efficiency.json; measured runs are skipped)
 efficiency: venv
@@ -68,7 +75,7 @@ data/summary.csv: $(SUMMARY_INPUTS) | venv
 
 # chapters are cached by their own code only (jupyter-cache, Sphinx): new records, or a change to
 # the package or the claim thresholds they call, force a full rebuild
-BOOK_INPUTS := data/summary.csv data/claims.yaml $(sort $(wildcard quantlib/*/*.py)) quantlib/tasks/benchmarks.yaml
+BOOK_INPUTS := data/summary.csv data/claims.yaml $(wildcard data/diagnostics/*.json) $(sort $(wildcard quantlib/*/*.py)) quantlib/tasks/benchmarks.yaml
 book: venv summary
 	@cat $(BOOK_INPUTS) | sha256sum > .book-inputs; cmp -s .book-inputs book/_build/.inputs || rm -rf book/_build
 	$(PY) -m quantlib.reporting.book_runs

@@ -34,3 +34,19 @@ def test_unknown_layer_fails_naming_it_and_writes_nothing(tiny_model, tmp_path, 
     monkeypatch.setattr(generalization, "OUT", tmp_path)
     assert generalization.main([tiny_model, "--bits", "3", "--layers", "0.mlp.nope"]) == 2
     assert "0.mlp.nope" in capsys.readouterr().err and not list(tmp_path.iterdir())
+
+
+def test_the_study_reads_one_row_per_model_and_layer(tmp_path, monkeypatch):
+    from quantlib.io import files
+    from quantlib.reporting import study
+
+    monkeypatch.setattr(generalization, "OUT", tmp_path)
+    sets = {"calibration": 0.5, "English": 1.5, "Chinese": 2.0}
+    rows = [{"layer": "1.mlp.down_proj", "columns": 100,
+             **{k: {"tokens": 300, "gptq": r, "rtn": 1.0, "ratio": r} for k, r in sets.items()}}]
+    files.write_json(generalization.out_file("qwen2.5-coder-1.5b-instruct", 4),
+                     {"model": "qwen2.5-coder-1.5b-instruct", "bits": 4, "params": {"sym": True}, "layers": rows})
+    t = study.generalization()
+    assert t.shape[0] == 1 and t.loc[0, "model"] == "1.5B" and t.loc[0, "grid"] == "4-bit, symmetric"
+    assert t.loc[0, "tokens per column"] == 3.0
+    assert [t.loc[0, f"GPTQ / RTN, {k}"] for k in sets] == [0.5, 1.5, 2.0]

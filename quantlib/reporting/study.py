@@ -219,3 +219,21 @@ def seed_spread() -> pd.DataFrame:
                      "WikiText-2 perplexity per draw": ", ".join(f"{v:.1f}" for v in ppl),
                      "min": ppl.min(), "max": ppl.max(), "max / min": ppl.max() / ppl.min()})
     return pd.DataFrame(rows)
+
+
+def generalization() -> pd.DataFrame:
+    """The GPTQ generalization diagnostic (quantlib.quantization.generalization), one row per model and
+    layer: GPTQ's layer objective over RTN's on its calibration inputs and on held-out text."""
+    from quantlib.quantization import generalization as gen
+
+    rows = []
+    for f in sorted(gen.OUT.glob("generalization__*.json")):
+        d = files.read_json(f)
+        grid = f"{d['bits']}-bit, {'symmetric' if d['params']['sym'] else 'asymmetric'}"
+        for r in d["layers"]:
+            rows.append({"model": embedded.size(d["model"]), "grid": grid, "layer": r["layer"],
+                         "input columns": r["columns"], "calibration tokens": r["calibration"]["tokens"],
+                         "tokens per column": r["calibration"]["tokens"] / r["columns"],
+                         **{f"GPTQ / RTN, {k}": r[k]["ratio"] for k in ("calibration", *gen.HELDOUT)}})
+    return pd.DataFrame(rows)
+
