@@ -57,8 +57,11 @@ study: study-models
 # text? GPTQ's layer objective over RTN's on chosen layers of each study model (data/diagnostics/)
 GEN_MODELS ?= qwen2.5-coder-0.5b-instruct qwen2.5-coder-1.5b-instruct
 GEN_LAYERS ?= 1.mlp.down_proj,1.mlp.up_proj,8.self_attn.q_proj,8.mlp.down_proj,20.self_attn.o_proj,20.mlp.down_proj
+# and with every calibration record (999: about 8x the tokens) on the larger model's first layer
+GEN_MORE ?= --samples 999 --layers 1.mlp.down_proj,1.mlp.up_proj
 generalization: study-models
 	for m in $(GEN_MODELS); do $(PY) -m quantlib.quantization.generalization $$m --bits 4 --layers $(GEN_LAYERS) || exit 1; done
+	$(PY) -m quantlib.quantization.generalization $(lastword $(GEN_MODELS)) --bits 4 $(GEN_MORE)
 
 # slow stage: memory and decode speed of every run that shared the CPUs with another, one at a time
 # with the whole machine (writes efficiency.json; measured runs are skipped)

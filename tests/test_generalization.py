@@ -45,7 +45,8 @@ def test_the_study_reads_one_row_per_model_and_layer(tmp_path, monkeypatch):
     rows = [{"layer": "1.mlp.down_proj", "columns": 100,
              **{k: {"tokens": 300, "gptq": r, "rtn": 1.0, "ratio": r} for k, r in sets.items()}}]
     files.write_json(generalization.out_file("qwen2.5-coder-1.5b-instruct", 4),
-                     {"model": "qwen2.5-coder-1.5b-instruct", "bits": 4, "params": {"sym": True}, "layers": rows})
+                     {"model": "qwen2.5-coder-1.5b-instruct", "bits": 4, "params": {"sym": True},
+                      "calibration": {"n_samples": 128}, "layers": rows})
     t = study.generalization()
     assert t.shape[0] == 1 and t.loc[0, "model"] == "1.5B" and t.loc[0, "grid"] == "4-bit, symmetric"
     assert t.loc[0, "tokens per column"] == 3.0

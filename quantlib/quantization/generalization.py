@@ -28,8 +28,8 @@ OUT = paths.DATA / "diagnostics"
 HELDOUT = {"English": "eng_Latn", "Chinese": "zho_Hans"}  # FLORES-200 languages
 
 
-def out_file(model: str, bits: int, sym: bool = True):
-    return OUT / f"generalization__{model.replace('/', '--')}__{bits}b{'' if sym else '-asym'}.json"
+def out_file(model: str, bits: int, sym: bool = True, samples: int = Calibration.n_samples):
+    return OUT / f"generalization__{model.replace('/', '--')}__{bits}b{'' if sym else '-asym'}__{samples}cal.json"
 
 
 def heldout_text(lang: str) -> str:
@@ -48,8 +48,8 @@ def input_hessians(model, layers: dict, inputs: dict[str, list[torch.Tensor]]) -
     def hook(name):
         def record(_, inp, __):
             X = inp[0].reshape(-1, inp[0].shape[-1]).float()
-            H, n = stats.get((current[0], name), (0, 0))
-            stats[(current[0], name)] = (H + X.t() @ X, n + X.shape[0])
+            H, n = stats.get((current[0], name), (0, 0))  # summed in float64: Qwen's massive activations
+            stats[(current[0], name)] = (H + (X.t() @ X).double(), n + X.shape[0])  # overflow fp32 precision
         return record
 
     decoder = model.model
@@ -71,7 +71,7 @@ def input_hessians(model, layers: dict, inputs: dict[str, list[torch.Tensor]]) -
 
 def objective(W: torch.Tensor, Q: torch.Tensor, H: torch.Tensor, n: int) -> float:
     """||(W - Q) X||^2 / tokens = tr((W - Q) X^T X (W - Q)^T) / tokens."""
-    E = W - Q
+    E = (W - Q).to(H.dtype)
     return float(((E @ H) * E).sum() / n)
 
 
@@ -101,7 +101,7 @@ def measure(model, tokenizer, layer_names: list[str], bits: int, params: dict | 
         Q_rtn = rtn.rtn(W, bits, group_size, p["sym"])
         H, n = stats[("calibration", name)]
         g = gptq.GPTQ(layer)
-        g.H, g.nsamples = 2 * H / n, n  # GPTQ's H = 2 X X^T / tokens, as add_batch accumulates it
+        g.H, g.nsamples = (2 * H / n).float(), n  # GPTQ's H = 2 X X^T / tokens, as add_batch accumulates it
         g.fasterquant(bits, group_size, p["percdamp"], p["actorder"], p["sym"])
         Q_gptq = layer.weight.data.float()
         layer.weight.data = W.to(layer.weight.dtype)  # the model is left as it came
@@ -122,6 +122,8 @@ def main(argv=None) -> int:
     p.add_argument("--bits", type=int, default=4)
     p.add_argument("--layers", required=True, help="comma-separated decoder linear layers, e.g. 1.mlp.down_proj")
     p.add_argument("--asym", action="store_true", help="asymmetric grid (default: the paper's symmetric one)")
+    p.add_argument("--samples", type=int, default=Calibration.n_samples,
+                   help="calibration samples (default: the study's); more tokens pin the Hessian down better")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     a = p.parse_args(argv)
     from quantlib.models import load
@@ -132,13 +134,14 @@ def main(argv=None) -> int:
     start = time.time()
     model, tokenizer = load.load_fp(a.model, "auto"), load.load_tokenizer(a.model)
     try:
-        result = measure(model, tokenizer, a.layers.split(","), a.bits, {"sym": not a.asym})
+        result = measure(model, tokenizer, a.layers.split(","), a.bits, {"sym": not a.asym},
+                         Calibration(n_samples=a.samples))
     except (ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     result = {"model": a.model, **result, "dtype": str(model.dtype).removeprefix("torch."),
               "machine": records.machine(), "git": records.git_sha(), "seconds": time.time() - start}
-    path = out_file(a.model, a.bits, not a.asym)
+    path = out_file(a.model, a.bits, not a.asym, a.samples)
     files.write_json(path, result)
     for row in result["layers"]:
         print(row["layer"], {k: round(v["ratio"], 3) for k, v in row.items() if isinstance(v, dict)})

@@ -232,6 +232,7 @@ def generalization() -> pd.DataFrame:
         grid = f"{d['bits']}-bit, {'symmetric' if d['params']['sym'] else 'asymmetric'}"
         for r in d["layers"]:
             rows.append({"model": embedded.size(d["model"]), "grid": grid, "layer": r["layer"],
+                         "calibration samples": d["calibration"]["n_samples"],
                          "input columns": r["columns"], "calibration tokens": r["calibration"]["tokens"],
                          "tokens per column": r["calibration"]["tokens"] / r["columns"],
                          **{f"GPTQ / RTN, {k}": r[k]["ratio"] for k in ("calibration", *gen.HELDOUT)}})
