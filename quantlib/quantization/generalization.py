@@ -49,7 +49,7 @@ def input_hessians(model, layers: dict, inputs: dict[str, list[torch.Tensor]]) -
         def record(_, inp, __):
             X = inp[0].reshape(-1, inp[0].shape[-1]).float()
             H, n = stats.get((current[0], name), (0, 0))  # summed in float64: Qwen's massive activations
-            stats[(current[0], name)] = (H + (X.t() @ X).double(), n + X.shape[0])  # overflow fp32 precision
+            stats[(current[0], name)] = (H + (X.t() @ X).double(), n + X.shape[0])  # outgrow fp32 precision
         return record
 
     decoder = model.model
@@ -61,7 +61,7 @@ def input_hessians(model, layers: dict, inputs: dict[str, list[torch.Tensor]]) -
             for key, xs in inputs.items():
                 current[0] = key
                 for x in xs:
-                    decoder(x)
+                    decoder(x.to(model.device))  # CUDA when the model is there
     finally:
         for h in handles:
             h.remove()
