@@ -7,7 +7,8 @@ full-precision inputs (no sequential pass), which isolates generalization from t
     python -m quantlib.quantization.generalization qwen2.5-coder-1.5b-instruct --bits 4 \
         --layers 1.mlp.down_proj,8.mlp.down_proj,8.self_attn.q_proj
 
-writes data/diagnostics/generalization__<model>__<bits>b.json (atomically); the study chapter reads it.
+writes data/diagnostics/generalization__<model>__<bits>b[-asym]__<samples>cal.json (atomically, see
+`out_file`); the study chapter reads it.
 GPTQ's objective on its own calibration inputs is below RTN's by construction; a ratio above 1 on
 held-out text means GPTQ fitted its calibration set, not the layer.
 """
