@@ -5,6 +5,8 @@
                                           # dense, GPTQ-4/8 on the packed int4/int8 kernels (ratios)
     python benchmarks/perf.py dtype [--model M]     # bf16 against fp32: perplexity, top-1 agreement
                                           # and scoring speed on the same windows
+    python benchmarks/perf.py bnb4 [--model M]      # NF4 on bitsandbytes' CPU kernel vs its dense
+                                          # scoring copy: window scoring speed, perplexity
     python benchmarks/perf.py harness     # the project's scoring path vs a plain lm-eval run, and
                                           # achieved FLOP/s while scoring vs the matmul peak
     python benchmarks/perf.py shared [--model M]    # choices after one shared context: run once vs
@@ -250,6 +252,39 @@ def dtype_agreement(model_name: str, windows: int = 4) -> None:
           f"scoring {tokens / t32:.0f} vs {tokens / t16:.0f} tokens/s (bf16/fp32 {t32 / t16:.2f}x)")
 
 
+def bnb4_scoring(model_name: str, windows: int = 4) -> None:
+    """NF4 (bf16 compute) scored on WikiText-2 windows twice in this process: on bitsandbytes' own CPU
+    kernel, then on the dense copy runs score with (quantlib/quantization/bnb_dense.py)."""
+    from quantlib.models import load as loading
+    from quantlib.quantization import methods
+    from quantlib.running.spec import RunSpec
+    from quantlib.scoring import perplexity
+
+    spec = RunSpec(model=model_name, method="bnb-nf4", dtype="bfloat16")
+    tok = loading.load_tokenizer(model_name)
+    wins = perplexity.windows(tok, perplexity.corpus("wikitext2"), 2048, windows)
+    model, _ = methods.load(spec.variant)
+    out = {}
+    for path in ("kernel", "dense copy"):
+        if path == "dense copy":
+            t = time.perf_counter()
+            methods.score_model(spec.variant, model)
+            copy_s = time.perf_counter() - t
+        perplexity.window_logits(model, wins[0][:64])  # warm-up (the kernel packs its weights here)
+        t = time.perf_counter()
+        logps = [perplexity.window_logits(model, w) for w in wins]
+        out[path] = (time.perf_counter() - t, logps)
+    ppl = {p: float(torch.exp(torch.tensor([perplexity.nll(lp, w) for lp, w in zip(out[p][1], wins)]).mean()))
+           for p in out}
+    agree = float(torch.cat([(a.argmax(-1) == b.argmax(-1)).float()
+                             for a, b in zip(out["kernel"][1], out["dense copy"][1])]).mean())
+    (tk, _), (td, _) = out["kernel"], out["dense copy"]
+    print(f"bnb4: {model_name} NF4, {windows} WikiText-2 windows: perplexity kernel {ppl['kernel']:.3f}, dense copy "
+          f"{ppl['dense copy']:.3f} ({ppl['dense copy'] / ppl['kernel'] - 1:+.3%}); top-1 agreement {agree:.2%}; "
+          f"scoring {wins.numel() / tk:.0f} vs {wins.numel() / td:.0f} tokens/s (dense/kernel {tk / td:.2f}x); "
+          f"making the copy {copy_s:.0f} s")
+
+
 def threads_vs_processes() -> None:
     """Why the Makefile runs 2 runs x 1 thread on 2 cores: the model's own matmul shapes (SmolLM2-135M,
     fp32), a decode step (4 sequences) and a batched forward (1280 tokens), in one 2-thread process
@@ -328,8 +363,8 @@ def report(cold: bool, into: str | None = None) -> None:
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("what", choices=("peak", "harness", "ray", "threads", "report", "costs", "kernels", "dtype",
-                                     "shared", "end-to-end"))
-    ap.add_argument("--model", default="smollm2-135m-instruct", help="kernels, dtype, harness, shared: a model")
+                                     "shared", "end-to-end", "bnb4"))
+    ap.add_argument("--model", default="smollm2-135m-instruct", help="kernels, dtype, bnb4, harness, shared: a model")
     ap.add_argument("--cold", action="store_true")
     ap.add_argument("--into", help="report --cold: clone into this new folder and keep it")
     a = ap.parse_args()
@@ -341,6 +376,8 @@ if __name__ == "__main__":
         kernels(a.model)
     elif a.what == "dtype":
         dtype_agreement(a.model)
+    elif a.what == "bnb4":
+        bnb4_scoring(a.model)
     elif a.what == "harness":
         harness(model_name=a.model)
     elif a.what == "costs":

@@ -54,6 +54,25 @@ def test_each_method_quantizes_the_tiny_model(tiny_model, method, bits, caplog):
         assert info["stored_bits"] == pytest.approx(8.2 if method == "bnb-int8" else 4.5, abs=0.1)
 
 
+@pytest.mark.parametrize("method", ["bnb-nf4", "bnb-fp4"])
+def test_4bit_scoring_copy_multiplies_by_the_kernels_weights(tiny_model, method):
+    """On a CPU, NF4/FP4 runs score on dense copies read out of bitsandbytes' kernel: every 4-bit layer
+    is replaced, and the logits are those of the kernel up to bf16 rounding of the products."""
+    spec = RunSpec(model=tiny_model, method=method, dtype="bfloat16")
+    model, _ = methods.load(spec.variant)
+    ids = loading.load_tokenizer(tiny_model)(PROSE, return_tensors="pt").input_ids[:, :64]
+    with torch.no_grad():
+        kernel_logits = model(ids).logits.float()
+        n_4bit = sum(type(m).__name__ == "Linear4bit" for m in model.modules())
+        info = methods.score_model(spec.variant, model)
+        dense_logits = model(ids).logits.float()
+    assert info == {"scoring_kernel": "dense (weights read from the bitsandbytes kernel)", "densified_layers": n_4bit}
+    assert n_4bit > 0 and not any(type(m).__name__ == "Linear4bit" for m in model.modules())
+    assert (dense_logits - kernel_logits).abs().max() < 0.05 * kernel_logits.abs().max()
+    assert (dense_logits.argmax(-1) == kernel_logits.argmax(-1)).float().mean() > 0.9
+    assert methods.score_model(RunSpec(model=tiny_model, method="fp").variant, model) == {}  # others: untouched
+
+
 def test_gptq_checkpoint_is_cached(tiny_model):
     spec = RunSpec(model=tiny_model, method="gptq", bits=3, calibration={"n_samples": 4})
     m1, i1 = methods.load(spec.variant)

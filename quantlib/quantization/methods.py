@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from quantlib.models import bf16_cpu
-from quantlib.quantization import bnb, calibrated, gptq, kernels, layerwise, rtn, spqr
+from quantlib.quantization import bnb, bnb_dense, calibrated, gptq, kernels, layerwise, rtn, spqr
 from quantlib.quantization import calibration as calibration_module
 
 DTYPE_BITS = {"float32": 32, "bfloat16": 16, "float16": 16}
@@ -44,6 +44,7 @@ class Method:
     code: tuple = ()                 # modules whose source shapes the output (hashed into cache keys)
     layer_bytes: Callable | None = None  # (rows, columns, bits, group_size, params, stats) -> stored bytes
     pack: Callable | None = None     # (model, bits, group_size) -> (model on packed kernels, kernel info)
+    score: Callable | None = None    # (model, variant) -> scoring info, after timing: the model to score in place
     paper: str | None = None         # the method's name in the paper's tables (QUANTLIB_PAPER_DIR)
 
     def resolve_bits(self, bits, dtype: str):
@@ -114,10 +115,12 @@ register(Method("fp", "full precision", (16, 32), calibrated.load_fp, "the basel
 register(Method("bnb-int8", "LLM.int8()", (8,), bnb.load_int8, "LLM.int8() (bitsandbytes), outlier threshold 6; "
                 "on CPU its int8 matmul casts activations to fp16", default_bits=8, dense=False,
                 color="#0173b2", marker="s", code=(bnb,), paper="llm.int8"))
-register(Method("bnb-nf4", "NF4", (4,), bnb.load_4bit("nf4"), "bitsandbytes NF4, block 64, compute in the run's "
-                "dtype", default_bits=4, dense=False, color="#029e73", marker="^", code=(bnb,)))
-register(Method("bnb-fp4", "FP4", (4,), bnb.load_4bit("fp4"), "bitsandbytes FP4, block 64, compute in the run's "
-                "dtype", default_bits=4, dense=False, color="#d55e00", marker="v", code=(bnb,)))
+BNB_4BIT = ("block 64, compute in the run's dtype; timed on bitsandbytes' kernel, scored on a CPU on the dense "
+            "weights that kernel computes with (bnb_dense)")
+register(Method("bnb-nf4", "NF4", (4,), bnb.load_4bit("nf4"), f"bitsandbytes NF4, {BNB_4BIT}", default_bits=4,
+                dense=False, color="#029e73", marker="^", code=(bnb, bnb_dense), score=bnb_dense.densify))
+register(Method("bnb-fp4", "FP4", (4,), bnb.load_4bit("fp4"), f"bitsandbytes FP4, {BNB_4BIT}", default_bits=4,
+                dense=False, color="#d55e00", marker="v", code=(bnb, bnb_dense), score=bnb_dense.densify))
 register(Method("rtn", "RTN", (2, 3, 4, 8), calibrated.load_rtn, "round-to-nearest on GPTQ's grid (group 128), "
                 "no calibration: the floor GPTQ must beat", group_size=128, params={"sym": True},
                 param_labels={"sym": {False: "asym"}}, line=True, color="#ca9161", marker="x",
@@ -158,6 +161,13 @@ def speed_model(variant, model) -> tuple:
     kernel = "dense (dequantized weights)" if method.dense and method.name != "fp" else (
         "dense" if method.dense else f"{method.title} (bitsandbytes)")
     return model, {"kernel": kernel}
+
+
+def score_model(variant, model) -> dict:
+    """Prepare the timed model for scoring, in place (bitsandbytes 4-bit on a CPU: dense copies of its
+    layers); returns what to record about it."""
+    method = get(variant.method)
+    return method.score(model, variant) if method.score is not None else {}
 
 
 def weights_key(variant, info: dict) -> dict:
