@@ -82,32 +82,43 @@ class GPTQ:
             quantizer.find_params(W)
             scales, zeros = [quantizer.scale], [quantizer.zero]
 
+        def column(j, W1, i):
+            if 0 < group_size < self.columns and j % group_size == 0:
+                # blocksize == group_size, so a group starts at i == 0 where W is up to date
+                quantizer.find_params(W[:, j:j + group_size])
+                scales.append(quantizer.scale)
+                zeros.append(quantizer.zero)
+            return quantizer.quantize(W1[:, i].unsqueeze(1)).flatten()
+
+        Q, loss = self.sweep(W, Hinv, blocksize, column)
+        self.write_back(Q, perm)
+        # W = scale * (q - zero) column by column, groups of consecutive columns in the order `perm`
+        self.grid = {"scale": torch.cat(scales, 1), "zero": torch.cat(zeros, 1),
+                     "perm": perm if actorder else torch.arange(self.columns)}
+        return {"loss": float(loss.sum()), "outliers": 0, "weights": Q.numel()}
+
+    @staticmethod
+    def sweep(W: torch.Tensor, Hinv: torch.Tensor, blocksize: int, column) -> tuple[torch.Tensor, torch.Tensor]:
+        """GPTQ's lazy-batch sweep over the columns of W (updated in place): column j is quantized by
+        `column(j, W1, i)` (W1: j's block with every earlier error applied, i: j's place in it), and its
+        scaled error (w - q) / [H^-1]_jj is spread over the columns after it. Returns Q and the loss per
+        row, sum((w - q)^2 / [H^-1]_jj^2) / 2."""
         Q = torch.zeros_like(W)
-        loss = torch.zeros(self.rows, device=W.device)
-        for i1 in range(0, self.columns, blocksize):
-            i2 = min(i1 + blocksize, self.columns)
+        loss = torch.zeros(W.shape[0], device=W.device)
+        for i1 in range(0, W.shape[1], blocksize):
+            i2 = min(i1 + blocksize, W.shape[1])
             W1, Hinv1 = W[:, i1:i2].clone(), Hinv[i1:i2, i1:i2]
             Err1 = torch.zeros_like(W1)
             for i in range(i2 - i1):
-                if 0 < group_size < self.columns and (i1 + i) % group_size == 0:
-                    # blocksize == group_size, so a group starts at i == 0 where W is up to date
-                    quantizer.find_params(W[:, i1 + i:i1 + i + group_size])
-                    scales.append(quantizer.scale)
-                    zeros.append(quantizer.zero)
                 w, d = W1[:, i], Hinv1[i, i]
-                q = quantizer.quantize(w.unsqueeze(1)).flatten()
+                q = column(i1 + i, W1, i)
                 Q[:, i1 + i] = q
                 err = (w - q) / d
                 W1[:, i:] -= err.unsqueeze(1) @ Hinv1[i, i:].unsqueeze(0)
                 Err1[:, i] = err
             W[:, i2:] -= Err1 @ Hinv[i1:i2, i2:]
             loss += (Err1 ** 2).sum(1) / 2
-
-        self.write_back(Q, perm)
-        # W = scale * (q - zero) column by column, groups of consecutive columns in the order `perm`
-        self.grid = {"scale": torch.cat(scales, 1), "zero": torch.cat(zeros, 1),
-                     "perm": perm if actorder else torch.arange(self.columns)}
-        return {"loss": float(loss.sum()), "outliers": 0, "weights": Q.numel()}
+        return Q, loss
 
     def write_back(self, Q: torch.Tensor, perm) -> None:
         """The quantized weight, in the layer's column order and dtype; H is no longer needed."""

@@ -57,33 +57,24 @@ class SpQR(GPTQ):
         tau = outlier_threshold * (W.var(dim=0) / dH ** 2).mean().item()
         blocksize = max(blocksize // group_size, 1) * group_size  # groups never straddle blocks
 
-        Q = torch.zeros_like(W)
-        loss = torch.zeros(self.rows, device=W.device)
         outliers = torch.zeros_like(W, dtype=torch.bool)
-        for i1 in range(0, self.columns, blocksize):
-            i2 = min(i1 + blocksize, self.columns)
-            W1, Hinv1 = W[:, i1:i2].clone(), Hinv[i1:i2, i1:i2]
-            Err1 = torch.zeros_like(W1)
-            for i in range(i2 - i1):
-                if i % group_size == 0:
-                    Wg = W1[:, i:i + group_size]  # up to date: earlier columns' errors already applied
-                    if outlier_threshold != float("inf") and Wg.shape[1] > 1:
-                        likely = _leave_one_out_gain(Wg, dH[i1 + i:i1 + i + Wg.shape[1]], bits) > tau
-                        mean = (Wg * ~likely).sum(1, keepdim=True) / (~likely).sum(1, keepdim=True).clamp(min=1)
-                        Wg = torch.where(likely, mean, Wg)
-                    scale, zero = _minmax(Wg, bits)
-                    scale, zero = _bilevel(scale, qq_bits, beta2), _bilevel(zero, qq_bits, beta2)
-                w, d = W1[:, i], Hinv1[i, i]
-                q = _fake(w.unsqueeze(1), scale, zero, bits).flatten()
-                out = ((w - q) / d) ** 2 > tau
-                q = torch.where(out, w, q)  # outliers keep their (16-bit) value
-                Q[:, i1 + i], outliers[:, i1 + i] = q, out
-                err = (w - q) / d
-                W1[:, i:] -= err.unsqueeze(1) @ Hinv1[i, i:].unsqueeze(0)
-                Err1[:, i] = err
-            W[:, i2:] -= Err1 @ Hinv[i1:i2, i2:]
-            loss += (Err1 ** 2).sum(1) / 2
+        grid = {}
 
+        def column(j, W1, i):
+            if i % group_size == 0:
+                Wg = W1[:, i:i + group_size]  # up to date: earlier columns' errors already applied
+                if outlier_threshold != float("inf") and Wg.shape[1] > 1:
+                    likely = _leave_one_out_gain(Wg, dH[j:j + Wg.shape[1]], bits) > tau
+                    mean = (Wg * ~likely).sum(1, keepdim=True) / (~likely).sum(1, keepdim=True).clamp(min=1)
+                    Wg = torch.where(likely, mean, Wg)
+                scale, zero = _minmax(Wg, bits)
+                grid["scale"], grid["zero"] = _bilevel(scale, qq_bits, beta2), _bilevel(zero, qq_bits, beta2)
+            w = W1[:, i]
+            q = _fake(w.unsqueeze(1), grid["scale"], grid["zero"], bits).flatten()
+            outliers[:, j] = ((w - q) / Hinv[j, j]) ** 2 > tau
+            return torch.where(outliers[:, j], w, q)  # outliers keep their (16-bit) value
+
+        Q, loss = self.sweep(W, Hinv, blocksize, column)
         self.write_back(Q, perm)
         return {"loss": float(loss.sum()), "outliers": int(outliers.sum()), "weights": outliers.numel()}
 
