@@ -1,8 +1,9 @@
 """bitsandbytes NF4/FP4 scored on dense weights on a CPU.
 
 On a CPU with AVX512-BF16, bitsandbytes computes 4-bit layers with one fused kernel whatever the
-number of rows: fast when decoding one token, about 6x slower than a dense bf16 matmul when a whole
-window goes through at once (perplexity, log-likelihood scoring; `benchmarks/perf.py` measures it).
+number of rows: fast when decoding one token, about 6x slower than dequantizing and multiplying in
+bf16 when a whole window goes through at once (perplexity, log-likelihood scoring; `benchmarks/perf.py
+bnb4` measures it).
 Scores depend on the weights, not on which kernel multiplies them, so a CPU run scores on the dense
 weights that kernel computes with, read out through the layer's own forward (identity in, W^T out,
 bias removed). The run is timed on the kernel before this (`methods.speed_model`).
