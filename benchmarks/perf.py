@@ -227,6 +227,16 @@ def kernels(model_name: str) -> None:
     print(line + f"; bf16/fp32 {dec16 / dec32:.2f}; bf16 weights {w16 / 2**20:.0f} MiB")
 
 
+def _ppl(logps, wins) -> float:
+    from quantlib.scoring import perplexity
+
+    return float(torch.exp(torch.tensor([perplexity.nll(lp, w) for lp, w in zip(logps, wins)]).mean()))
+
+
+def _top1_agreement(a_logps, b_logps) -> float:
+    return float(torch.cat([(a.argmax(-1) == b.argmax(-1)).float() for a, b in zip(a_logps, b_logps)]).mean())
+
+
 def dtype_agreement(model_name: str, windows: int = 4) -> None:
     """bf16 against fp32 on the same WikiText-2 windows: perplexity, top-1 agreement, scoring speed."""
     from quantlib.models import load as loading
@@ -243,9 +253,8 @@ def dtype_agreement(model_name: str, windows: int = 4) -> None:
         out[dtype] = (time.perf_counter() - t, logps)
         del model
     (t32, l32), (t16, l16) = out["float32"], out["bfloat16"]
-    ppl = {d: float(torch.exp(torch.tensor([perplexity.nll(lp, w) for lp, w in zip(out[d][1], wins)]).mean()))
-           for d in out}
-    agree = float(torch.cat([(a.argmax(-1) == b.argmax(-1)).float() for a, b in zip(l32, l16)]).mean())
+    ppl = {d: _ppl(out[d][1], wins) for d in out}
+    agree = _top1_agreement(l32, l16)
     tokens = wins.numel()
     print(f"dtype: {model_name}, {windows} WikiText-2 windows: perplexity fp32 {ppl['float32']:.3f}, bf16 "
           f"{ppl['bfloat16']:.3f} ({ppl['bfloat16'] / ppl['float32'] - 1:+.2%}); top-1 agreement {agree:.2%}; "
@@ -274,10 +283,8 @@ def bnb4_scoring(model_name: str, windows: int = 4) -> None:
         t = time.perf_counter()
         logps = [perplexity.window_logits(model, w) for w in wins]
         out[path] = (time.perf_counter() - t, logps)
-    ppl = {p: float(torch.exp(torch.tensor([perplexity.nll(lp, w) for lp, w in zip(out[p][1], wins)]).mean()))
-           for p in out}
-    agree = float(torch.cat([(a.argmax(-1) == b.argmax(-1)).float()
-                             for a, b in zip(out["kernel"][1], out["dense copy"][1])]).mean())
+    ppl = {p: _ppl(out[p][1], wins) for p in out}
+    agree = _top1_agreement(out["kernel"][1], out["dense copy"][1])
     (tk, _), (td, _) = out["kernel"], out["dense copy"]
     print(f"bnb4: {model_name} NF4, {windows} WikiText-2 windows: perplexity kernel {ppl['kernel']:.3f}, dense copy "
           f"{ppl['dense copy']:.3f} ({ppl['dense copy'] / ppl['kernel'] - 1:+.3%}); top-1 agreement {agree:.2%}; "
