@@ -23,7 +23,7 @@ TORCH_SPEC ?=
 
 STUDY_GRID ?= data/grids/study.yaml data/grids/study-1.5b.yaml
 
-.PHONY: venv study-models runs study generalization efficiency summary book pdf latex check-html browser report test test-fast lint lab clean-book
+.PHONY: venv study-models runs study generalization spqr-statistics efficiency summary book pdf latex check-html browser report test test-fast lint lab clean-book
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: requirements.txt requirements-data.txt pyproject.toml
@@ -62,6 +62,11 @@ GEN_MORE ?= --samples 999 --layers 1.mlp.down_proj,1.mlp.up_proj
 generalization: study-models
 	for m in $(GEN_MODELS); do $(PY) -m quantlib.quantization.generalization $$m --bits 4 --layers $(GEN_LAYERS) || exit 1; done
 	$(PY) -m quantlib.quantization.generalization $(lastword $(GEN_MODELS)) --bits 4 $(GEN_MORE)
+
+# slow stage (a minute per model): how much of SpQR's grid error its 3-bit statistics cause at each
+# bit width, on the same layers (data/diagnostics/)
+spqr-statistics: study-models
+	for m in $(GEN_MODELS); do $(PY) -m quantlib.quantization.spqr_statistics $$m --layers $(GEN_LAYERS) || exit 1; done
 
 # slow stage: memory and decode speed of every run that shared the CPUs with another, one at a time
 # with the whole machine (writes efficiency.json; measured runs are skipped)

@@ -238,3 +238,28 @@ def generalization() -> pd.DataFrame:
                          **{f"GPTQ / RTN, {k}": r[k]["ratio"] for k in ("calibration", *gen.HELDOUT)}})
     return pd.DataFrame(rows)
 
+
+
+def spqr_statistics(df: pd.DataFrame) -> pd.DataFrame:
+    """The SpQR statistics diagnostic (quantlib.quantization.spqr_statistics), one row per model and bit
+    width, averaged over its layers: the grid's error with full-precision and with SpQR's 3-bit
+    statistics, the weights they clamp, and beside it the SpQR run's WikiText-2 perplexity ratio and KL."""
+    from quantlib.quantization import spqr_statistics as sq
+
+    rows = []
+    for f in sorted(sq.OUT.glob("spqr-statistics__*.json")):
+        d = files.read_json(f)
+        runs = df[df["model"] == d["model"]].set_index("label") if not df.empty else pd.DataFrame()
+        for b, g in pd.DataFrame(d["layers"]).groupby("bits", sort=False):
+            fp = pd.DataFrame(list(g["full_precision_statistics"])).mean()
+            q = pd.DataFrame(list(g["spqr_statistics"])).mean()
+            run = runs.loc[f"spqr-{b}b"] if f"spqr-{b}b" in runs.index else {}
+            rows.append({"model": embedded.size(d["model"]), "bits": b, "layers": len(g),
+                         "grid error, fp statistics": fp["relative_error"],
+                         f"grid error, {d['qq_bits']}-bit statistics": q["relative_error"],
+                         "error ratio": q["relative_error"] / fp["relative_error"],
+                         "weights clamped (%)": 100 * q["clamped"],
+                         "sum |w| change (%)": 100 * q["magnitude_change"],
+                         "run: WikiText-2 / baseline": run.get("ppl_wikitext2_ratio", np.nan),
+                         "run: KL to baseline": run.get("kl_wikitext2", np.nan)})
+    return pd.DataFrame(rows)
