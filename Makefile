@@ -23,7 +23,7 @@ TORCH_SPEC ?=
 
 STUDY_GRID ?= data/grids/study.yaml data/grids/study-1.5b.yaml
 
-.PHONY: venv study-models runs study generalization spqr-statistics efficiency summary book pdf latex check-html browser report test test-fast lint lab clean-book
+.PHONY: venv study-models runs study generalization spqr-statistics token-breakdown efficiency summary book pdf latex check-html browser report test test-fast lint lab clean-book
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: requirements.txt requirements-data.txt pyproject.toml
@@ -67,6 +67,13 @@ generalization: study-models
 # bit width, on the same layers (data/diagnostics/)
 spqr-statistics: study-models
 	for m in $(GEN_MODELS); do $(PY) -m quantlib.quantization.spqr_statistics $$m --layers $(GEN_LAYERS) || exit 1; done
+
+# slow stage (an hour on one core; needs the runs' records): why SpQR's perplexity and its KL to the
+# baseline disagree, position by position, on the first windows of WikiText-2 (data/diagnostics/)
+BREAKDOWN_MODEL ?= qwen2.5-coder-0.5b-instruct
+BREAKDOWN_LABELS ?= spqr-8b,spqr-4b,spqr-3b
+token-breakdown: study-models
+	$(PY) -m quantlib.scoring.token_breakdown $(BREAKDOWN_MODEL) --labels $(BREAKDOWN_LABELS)
 
 # slow stage: memory and decode speed of every run that shared the CPUs with another, one at a time
 # with the whole machine (writes efficiency.json; measured runs are skipped)

@@ -1,0 +1,95 @@
+"""The per-position breakdown of perplexity change into KL and calibration (quantlib.scoring.token_breakdown)."""
+import pytest
+import torch
+
+from quantlib.io import files, paths
+from quantlib.scoring import divergence, token_breakdown
+
+
+def _logp(z, temperature=1.0):
+    return torch.log_softmax(z / temperature, dim=-1)
+
+
+def test_an_over_confident_baseline_lets_the_farther_model_score_the_lower_nll():
+    """Data drawn from a flatter distribution than the baseline's: a quantized model that flattens the
+    baseline moves away from it (KL > 0) yet predicts the data better (dNLL < 0); the difference is the
+    calibration term, which is zero on average when the data follow the baseline."""
+    torch.manual_seed(0)
+    z = 3 * torch.randn(4000, 40)
+    lp, lq = _logp(z), _logp(z, 1.5)
+    y_over = torch.distributions.Categorical(logits=z / 2).sample()
+    s = token_breakdown.summarize(token_breakdown.position_stats(lp, lq, y_over))
+    assert s["dnll"] < 0 < s["kl"] and s["calibration_term"] < -s["kl"]
+    assert s["entropy_q"] > s["entropy_p"]
+    y_cal = torch.distributions.Categorical(logits=z).sample()
+    stats = token_breakdown.position_stats(lp, lq, y_cal)
+    gap = stats["dnll"] - stats["kl"]
+    assert abs(gap.mean()) < 3 * gap.std() / gap.numel() ** 0.5
+
+
+def test_identical_models_and_the_coarse_kl_bound(monkeypatch):
+    torch.manual_seed(1)
+    lp, lq = _logp(torch.randn(300, 64)), _logp(torch.randn(300, 64))
+    y = torch.randint(0, 64, (300,))
+    same = token_breakdown.position_stats(lp, lp, y)
+    assert same["dnll"].abs().max() == 0 and same["kl"].abs().max() < 1e-5
+    monkeypatch.setattr(divergence, "TOP_K", 8)  # a coarse KL over 8 of 64 tokens bounds the exact one below
+    s = token_breakdown.position_stats(lp, lq, y)
+    assert (s["coarse_kl"] <= s["kl"] + 1e-5).all() and s["coarse_kl"].mean() < s["kl"].mean()
+
+
+def test_bins_partition_the_positions_and_add_up_to_the_mean():
+    torch.manual_seed(2)
+    lp, lq = _logp(2 * torch.randn(500, 30)), _logp(2 * torch.randn(500, 30))
+    y = torch.distributions.Categorical(logits=lp).sample()
+    s = token_breakdown.summarize(token_breakdown.position_stats(lp, lq, y))
+    assert sum(b["share"] for b in s["by_p_y"]) == pytest.approx(1)
+    assert sum(b["dnll_contribution"] for b in s["by_p_y"]) == pytest.approx(s["dnll"], abs=1e-6)
+    assert s["positions"] == 500
+
+
+def _record(runs, spec, nlls=None):
+    from quantlib.running import records
+
+    folder = runs / spec.name
+    folder.mkdir(parents=True)
+    records.write_spec(folder, spec)
+    if nlls is not None:
+        files.write_json(folder / "perplexity.json", {"corpora": {"wikitext2": {"window_nll": nlls}}})
+    return folder
+
+
+def test_reproduces_the_recorded_window_nlls_and_writes_the_breakdown(tiny_model, tmp_path, monkeypatch):
+    from quantlib.models import load
+    from quantlib.quantization import methods
+    from quantlib.running.spec import RunSpec
+    from quantlib.scoring import perplexity
+
+    monkeypatch.setattr(paths, "RUNS", tmp_path / "runs")
+    monkeypatch.setattr(token_breakdown, "OUT", tmp_path / "diagnostics")
+    ppl = {"datasets": ["wikitext2"], "seqlen": 128, "limit": 2}
+    specs = [RunSpec(model=tiny_model, method=m, bits=b, perplexity=ppl) for m, b in (("fp", None), ("rtn", 4))]
+    tok = load.load_tokenizer(tiny_model)
+    wins = perplexity.windows(tok, perplexity.corpus("wikitext2"), 128, 2)
+    nlls = {s.label: perplexity.window_nlls(load.exact_logits(methods.load(s.variant)[0]), wins) for s in specs}
+    for s in specs:
+        _record(paths.RUNS, s, nlls[s.label])
+    label = specs[1].label
+    assert token_breakdown.main([tiny_model, "--labels", label, "--windows", "2"]) == 0
+    out = files.read_json(token_breakdown.out_file(tiny_model))
+    assert out["max_window_nll_difference_to_records"] < 1e-4
+    r = out["variants"][label]
+    mean_gap = (sum(nlls[label]) - sum(nlls[specs[0].label])) / 2
+    assert r["dnll"] == pytest.approx(mean_gap, abs=1e-4)  # equal windows: the mean dNLL is the NLL gap
+    assert r["calibration_term"] == pytest.approx(r["dnll"] - r["kl"]) and r["kl"] >= r["coarse_kl"] - 1e-6
+
+
+def test_an_unrecorded_label_fails_naming_it_and_writes_nothing(tiny_model, tmp_path, monkeypatch, capsys):
+    from quantlib.running.spec import RunSpec
+
+    monkeypatch.setattr(paths, "RUNS", tmp_path / "runs")
+    monkeypatch.setattr(token_breakdown, "OUT", tmp_path / "diagnostics")
+    _record(paths.RUNS, RunSpec(model=tiny_model, method="fp"))
+    assert token_breakdown.main([tiny_model, "--labels", "spqr-8b"]) == 2
+    assert "spqr-8b" in capsys.readouterr().err and not (tmp_path / "diagnostics").exists()
+    assert token_breakdown.main([tiny_model, "--labels", "x", "--windows", "0"]) == 2
