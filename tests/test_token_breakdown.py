@@ -1,4 +1,5 @@
 """The per-position breakdown of perplexity change into KL and calibration (quantlib.scoring.token_breakdown)."""
+import numpy as np
 import pytest
 import torch
 
@@ -93,3 +94,21 @@ def test_an_unrecorded_label_fails_naming_it_and_writes_nothing(tiny_model, tmp_
     assert token_breakdown.main([tiny_model, "--labels", "spqr-8b"]) == 2
     assert "spqr-8b" in capsys.readouterr().err and not (tmp_path / "diagnostics").exists()
     assert token_breakdown.main([tiny_model, "--labels", "x", "--windows", "0"]) == 2
+
+
+def test_the_study_reads_one_row_per_variant(tmp_path, monkeypatch):
+    from quantlib.reporting import study
+
+    monkeypatch.setattr(token_breakdown, "OUT", tmp_path)
+    torch.manual_seed(3)
+    lp, lq = _logp(torch.randn(200, 20)), _logp(torch.randn(200, 20))
+    s = token_breakdown.summarize(token_breakdown.position_stats(lp, lq, torch.randint(0, 20, (200,))))
+    model = "qwen2.5-coder-0.5b-instruct"
+    files.write_json(token_breakdown.out_file(model), {"model": model, "windows": 8, "labels": ["spqr-8b", "spqr-3b"],
+                                                       "variants": {"spqr-8b": s, "spqr-3b": s}})
+    t = study.token_breakdown()
+    assert list(t["variant"]) == ["spqr-8b", "spqr-3b"] and set(t["model"]) == {"0.5B"}
+    bins = [c for c in t.columns if c.startswith("dNLL from")]
+    assert len(bins) == len(token_breakdown.BINS) - 1
+    assert t[bins].sum(axis=1).iloc[0] == pytest.approx(s["dnll"], abs=1e-6)
+    assert t["perplexity ratio"].iloc[0] == pytest.approx(np.exp(s["dnll"]))

@@ -263,3 +263,23 @@ def spqr_statistics(df: pd.DataFrame) -> pd.DataFrame:
                          "run: WikiText-2 / baseline": run.get("ppl_wikitext2_ratio", np.nan),
                          "run: KL to baseline": run.get("kl_wikitext2", np.nan)})
     return pd.DataFrame(rows)
+
+
+def token_breakdown() -> pd.DataFrame:
+    """The per-position diagnostic (quantlib.scoring.token_breakdown), one row per model and variant: the
+    perplexity change on its windows split into exact KL and the calibration term, the KL as the records
+    keep it, the entropy change, and where the NLL change comes from by the baseline's p(next token)."""
+    from quantlib.scoring import token_breakdown as tb
+
+    rows = []
+    for f in sorted(tb.OUT.glob("token-breakdown__*.json")):
+        d = files.read_json(f)
+        for label in d.get("labels", sorted(d["variants"])):  # as asked for (the JSON's keys are sorted)
+            r = d["variants"][label]
+            bins = {f"dNLL from p(y) in [{b['p_y_from']:g}, {b['p_y_to']:g}{']' if b['p_y_to'] == 1 else ')'}":
+                    b["dnll_contribution"] for b in r["by_p_y"]}
+            rows.append({"model": embedded.size(d["model"]), "variant": label, "windows": d["windows"],
+                         "perplexity ratio": np.exp(r["dnll"]), "dNLL": r["dnll"], "exact KL": r["kl"],
+                         "recorded KL (lower bound)": r["coarse_kl"], "calibration term": r["calibration_term"],
+                         "entropy change": r["entropy_q"] - r["entropy_p"], **bins})
+    return pd.DataFrame(rows)

@@ -155,7 +155,8 @@ def main(argv=None) -> int:
     result = measure(base, load.load_tokenizer(a.model), loaders, a.corpus, base_spec.perplexity.seqlen,
                      a.windows)
     runs = {s.label: f for f, s in quantized}
-    out = {"model": a.model, "corpus": a.corpus, "windows": a.windows, "seqlen": base_spec.perplexity.seqlen,
+    out = {"model": a.model, "labels": list(result), "corpus": a.corpus, "windows": a.windows,
+           "seqlen": base_spec.perplexity.seqlen,
            "runs": {label: f.name for label, f in runs.items()} | {"baseline": base_dir.name},
            "max_window_nll_difference_to_records": check_against_records(result, base_dir, runs, a.corpus),
            "variants": result, "dtype": base_spec.dtype, "machine": records.machine(), "git": records.git_sha(),
