@@ -22,6 +22,7 @@ from dataclasses import asdict
 import torch
 
 from quantlib.io import files, paths
+from quantlib.models.layers import decoder_linears
 from quantlib.quantization import calibration, gptq, methods, rtn
 from quantlib.quantization.variant import Calibration
 
@@ -84,17 +85,13 @@ def measure(model, tokenizer, layer_names: list[str], bits: int, params: dict | 
     `heldout_tokens`."""
     method = methods.get("gptq")
     group_size, p, cal = method.group_size, {**method.params, **(params or {})}, cal or Calibration()
-    modules = dict(model.model.layers.named_modules())
-    unknown = [n for n in layer_names if n not in modules or not isinstance(modules[n], torch.nn.Linear)]
-    if unknown:
-        raise ValueError(f"not linear layers of the decoder: {unknown} (names look like '1.mlp.down_proj')")
+    layers = decoder_linears(model, layer_names)  # before any input is prepared: a bad name fails at once
     cal_ids = calibration.samples(tokenizer, cal)
     n_cal = sum(x.shape[1] for x in cal_ids)
     inputs = {"calibration": cal_ids}
     for label, lang in HELDOUT.items():
         ids = tokenizer(heldout_text(lang), return_tensors="pt", add_special_tokens=False).input_ids
         inputs[label] = list(ids[:, :heldout_tokens or n_cal].split(512, dim=1))
-    layers = {n: modules[n] for n in layer_names}
     stats = input_hessians(model, layers, inputs)
     rows = []
     for name, layer in layers.items():

@@ -20,6 +20,7 @@ import time
 import torch
 
 from quantlib.io import files, paths
+from quantlib.models.layers import decoder_linears
 from quantlib.quantization import methods, spqr
 
 OUT = paths.DATA / "diagnostics"
@@ -49,10 +50,7 @@ def measure(model, layer_names: list[str], bits: tuple[int, ...] | None = None) 
     """Grid error with full-precision and with SpQR's statistics, per layer and bit width."""
     method = methods.get("spqr")
     qq_bits, beta2 = method.params["qq_bits"], method.params["beta2"]
-    modules = dict(model.model.layers.named_modules())
-    unknown = [n for n in layer_names if n not in modules or not isinstance(modules[n], torch.nn.Linear)]
-    if unknown:
-        raise ValueError(f"not linear layers of the decoder: {unknown} (names look like '1.mlp.down_proj')")
+    modules = decoder_linears(model, layer_names)
     rows = []
     for name in layer_names:
         W = modules[name].weight.data.float()
