@@ -49,18 +49,19 @@ def test_bins_partition_the_positions_and_add_up_to_the_mean():
     assert s["positions"] == 500
 
 
-def _record(runs, spec, nlls=None):
+def _record(runs, spec, nlls=None, weights=None):
     from quantlib.running import records
 
     folder = runs / spec.name
     folder.mkdir(parents=True)
     records.write_spec(folder, spec)
     if nlls is not None:
-        files.write_json(folder / "perplexity.json", {"corpora": {"wikitext2": {"window_nll": nlls}}})
+        files.write_json(folder / "perplexity.json", {"key": {"weights": weights or {}},
+                                                      "corpora": {"wikitext2": {"window_nll": nlls}}})
     return folder
 
 
-def test_reproduces_the_recorded_window_nlls_and_writes_the_breakdown(tiny_model, tmp_path, monkeypatch):
+def test_reproduces_the_recorded_window_nlls_and_writes_the_breakdown(tiny_model, tmp_path, monkeypatch, capsys):
     from quantlib.models import load
     from quantlib.quantization import methods
     from quantlib.running.spec import RunSpec
@@ -69,20 +70,33 @@ def test_reproduces_the_recorded_window_nlls_and_writes_the_breakdown(tiny_model
     monkeypatch.setattr(paths, "RUNS", tmp_path / "runs")
     monkeypatch.setattr(token_breakdown, "OUT", tmp_path / "diagnostics")
     ppl = {"datasets": ["wikitext2"], "seqlen": 128, "limit": 2}
-    specs = [RunSpec(model=tiny_model, method=m, bits=b, perplexity=ppl) for m, b in (("fp", None), ("rtn", 4))]
+    specs = [RunSpec(model=tiny_model, method="fp", perplexity=ppl),
+             RunSpec(model=tiny_model, method="gptq", bits=4, calibration={"n_samples": 4}, perplexity=ppl)]
     tok = load.load_tokenizer(tiny_model)
     wins = perplexity.windows(tok, perplexity.corpus("wikitext2"), 128, 2)
-    nlls = {s.label: perplexity.window_nlls(load.exact_logits(methods.load(s.variant)[0]), wins) for s in specs}
+    nlls, keys = {}, {}
     for s in specs:
-        _record(paths.RUNS, s, nlls[s.label])
+        model, info = methods.load(s.variant)
+        nlls[s.label] = perplexity.window_nlls(load.exact_logits(model), wins)
+        keys[s.label] = methods.weights_key(s.variant, info)
+    assert "weights_sha256" in keys["gptq-4b"]  # GPTQ stores its weights, with their checksum
+    for s in specs:
+        _record(paths.RUNS, s, nlls[s.label], keys[s.label])
     label = specs[1].label
     assert token_breakdown.main([tiny_model, "--labels", label, "--windows", "2"]) == 0
     out = files.read_json(token_breakdown.out_file(tiny_model))
-    assert out["max_window_nll_difference_to_records"] < 1e-4
     r = out["variants"][label]
+    assert out["records"][label] == {"max_window_nll_difference": pytest.approx(0, abs=1e-4), "same_weights": True}
     mean_gap = (sum(nlls[label]) - sum(nlls[specs[0].label])) / 2
     assert r["dnll"] == pytest.approx(mean_gap, abs=1e-4)  # equal windows: the mean dNLL is the NLL gap
     assert r["calibration_term"] == pytest.approx(r["dnll"] - r["kl"]) and r["kl"] >= r["coarse_kl"] - 1e-6
+    # a record made from other weights (another thread count, say) is flagged, not passed off as these
+    files.write_json(paths.RUNS / specs[1].name / "perplexity.json", {
+        "key": {"weights": keys[label] | {"weights_sha256": "0" * 64}},
+        "corpora": {"wikitext2": {"window_nll": nlls[label]}}})
+    assert token_breakdown.main([tiny_model, "--labels", label, "--windows", "2"]) == 0
+    assert files.read_json(token_breakdown.out_file(tiny_model))["records"][label]["same_weights"] is False
+    assert "differ from the recorded ones" in capsys.readouterr().out
 
 
 def test_an_unrecorded_label_fails_naming_it_and_writes_nothing(tiny_model, tmp_path, monkeypatch, capsys):
