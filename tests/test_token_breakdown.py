@@ -110,19 +110,28 @@ def test_an_unrecorded_label_fails_naming_it_and_writes_nothing(tiny_model, tmp_
     assert token_breakdown.main([tiny_model, "--labels", "x", "--windows", "0"]) == 2
 
 
-def test_the_study_reads_one_row_per_variant(tmp_path, monkeypatch):
+def test_the_study_reads_one_row_per_variant_beside_what_the_runs_recorded(tmp_path, monkeypatch):
     from quantlib.reporting import study
 
-    monkeypatch.setattr(token_breakdown, "OUT", tmp_path)
+    monkeypatch.setattr(token_breakdown, "OUT", tmp_path / "diagnostics")
+    monkeypatch.setattr(paths, "RUNS", tmp_path / "runs")
     torch.manual_seed(3)
     lp, lq = _logp(torch.randn(200, 20)), _logp(torch.randn(200, 20))
     s = token_breakdown.summarize(token_breakdown.position_stats(lp, lq, torch.randint(0, 20, (200,))))
+    nll = {"base": [3.0, 3.2, 9.0], "a": [3.1, 3.3, 1.0], "b": [3.0, 3.4, 1.0]}  # the third window is not read
+    for run, w in nll.items():
+        files.write_json(paths.RUNS / run / "perplexity.json", {"corpora": {"wikitext2": {"window_nll": w}}})
     model = "qwen2.5-coder-0.5b-instruct"
-    files.write_json(token_breakdown.out_file(model), {"model": model, "windows": 8, "labels": ["spqr-8b", "spqr-3b"],
-                                                       "variants": {"spqr-8b": s, "spqr-3b": s}})
+    files.write_json(token_breakdown.out_file(model), {
+        "model": model, "corpus": "wikitext2", "windows": 2, "labels": ["spqr-8b", "spqr-3b"],
+        "runs": {"baseline": "base", "spqr-8b": "a", "spqr-3b": "b"},
+        "records": {"spqr-8b": {"same_weights": False}, "spqr-3b": {"same_weights": True}},
+        "variants": {"spqr-8b": s, "spqr-3b": s}})
     t = study.token_breakdown()
     assert list(t["variant"]) == ["spqr-8b", "spqr-3b"] and set(t["model"]) == {"0.5B"}
     bins = [c for c in t.columns if c.startswith("dNLL from")]
     assert len(bins) == len(token_breakdown.BINS) - 1
     assert t[bins].sum(axis=1).iloc[0] == pytest.approx(s["dnll"], abs=1e-6)
     assert t["perplexity ratio"].iloc[0] == pytest.approx(np.exp(s["dnll"]))
+    assert list(t["dNLL as recorded"]) == pytest.approx([0.1, 0.1])
+    assert list(t["same weights as the run"]) == [False, True]

@@ -129,7 +129,7 @@ def main(argv=None) -> int:
 
     if a.threads:
         torch.set_num_threads(a.threads)
-    start = time.time()
+    start, git = time.time(), records.git_sha()  # the commit that runs, not HEAD when it ends
     model, tokenizer = load.load_fp(a.model, "auto"), load.load_tokenizer(a.model)
     try:
         result = measure(model, tokenizer, a.layers.split(","), a.bits, {"sym": not a.asym},
@@ -138,7 +138,7 @@ def main(argv=None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     result = {"model": a.model, **result, "dtype": str(model.dtype).removeprefix("torch."),
-              "machine": records.machine(), "git": records.git_sha(), "seconds": time.time() - start}
+              "machine": records.machine(), "git": git, "seconds": time.time() - start}
     path = out_file(a.model, a.bits, not a.asym, a.samples)
     files.write_json(path, result)
     for row in result["layers"]:

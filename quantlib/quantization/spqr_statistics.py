@@ -69,7 +69,7 @@ def main(argv=None) -> int:
     from quantlib.models import load
     from quantlib.running import records
 
-    start = time.time()
+    start, git = time.time(), records.git_sha()  # the commit that runs, not HEAD when it ends
     model = load.load_fp(a.model, "auto")
     try:
         result = measure(model, a.layers.split(","))
@@ -77,7 +77,7 @@ def main(argv=None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     result = {"model": a.model, **result, "dtype": str(model.dtype).removeprefix("torch."),
-              "machine": records.machine(), "git": records.git_sha(), "seconds": time.time() - start}
+              "machine": records.machine(), "git": git, "seconds": time.time() - start}
     path = out_file(a.model)
     files.write_json(path, result)
     for r in result["layers"]:

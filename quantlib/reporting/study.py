@@ -268,18 +268,27 @@ def spqr_statistics(df: pd.DataFrame) -> pd.DataFrame:
 def token_breakdown() -> pd.DataFrame:
     """The per-position diagnostic (quantlib.scoring.token_breakdown), one row per model and variant: the
     perplexity change on its windows split into exact KL and the calibration term, the KL as the records
-    keep it, the entropy change, and where the NLL change comes from by the baseline's p(next token)."""
+    keep it, the entropy change, where the NLL change comes from by the baseline's p(next token), and
+    the NLL change the run recorded on the same windows (it differs where the weights were recomputed
+    with other ones)."""
     from quantlib.scoring import token_breakdown as tb
+
+    def recorded_nll(run, corpus, n):
+        nll = files.read_json(paths.RUNS / run / "perplexity.json")["corpora"][corpus]["window_nll"]
+        return float(np.mean(nll[:n]))
 
     rows = []
     for f in sorted(tb.OUT.glob("token-breakdown__*.json")):
         d = files.read_json(f)
-        for label in d.get("labels", sorted(d["variants"])):  # as asked for (the JSON's keys are sorted)
+        base = recorded_nll(d["runs"]["baseline"], d["corpus"], d["windows"])
+        for label in d["labels"]:  # in the order asked for (the JSON's keys are sorted)
             r = d["variants"][label]
             bins = {f"dNLL from p(y) in [{b['p_y_from']:g}, {b['p_y_to']:g}{']' if b['p_y_to'] == 1 else ')'}":
                     b["dnll_contribution"] for b in r["by_p_y"]}
             rows.append({"model": embedded.size(d["model"]), "variant": label, "windows": d["windows"],
                          "perplexity ratio": np.exp(r["dnll"]), "dNLL": r["dnll"], "exact KL": r["kl"],
                          "recorded KL (lower bound)": r["coarse_kl"], "calibration term": r["calibration_term"],
-                         "entropy change": r["entropy_q"] - r["entropy_p"], **bins})
+                         "entropy change": r["entropy_q"] - r["entropy_p"], **bins,
+                         "dNLL as recorded": recorded_nll(d["runs"][label], d["corpus"], d["windows"]) - base,
+                         "same weights as the run": d["records"][label]["same_weights"]})
     return pd.DataFrame(rows)

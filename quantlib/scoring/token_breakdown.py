@@ -159,7 +159,7 @@ def main(argv=None) -> int:
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    start = time.time()
+    start, git = time.time(), records.git_sha()  # the commit that runs, not HEAD when it ends
     base = load.exact_logits(methods.load(base_spec.variant)[0])
     loaders = {s.label: (lambda s=s: methods.load(s.variant)) for _, s in quantized}
     result = measure(base, load.load_tokenizer(a.model), loaders, a.corpus, base_spec.perplexity.seqlen,
@@ -169,7 +169,8 @@ def main(argv=None) -> int:
            "seqlen": base_spec.perplexity.seqlen,
            "runs": {label: f.name for label, f in runs.items()} | {"baseline": base_dir.name},
            "records": compare_with_records(result, base_dir, runs, a.corpus),
-           "variants": result, "dtype": base_spec.dtype, "machine": records.machine(), "git": records.git_sha(),
+           "variants": result, "dtype": base_spec.dtype, "machine": records.machine(), "git": git,
+           "torch_threads": torch.get_num_threads(),
            "seconds": time.time() - start}
     files.write_json(out_file(a.model), out)
     for label, r in result.items():
