@@ -129,9 +129,23 @@ def test_the_study_reads_one_row_per_variant_beside_what_the_runs_recorded(tmp_p
         "variants": {"spqr-8b": s, "spqr-3b": s}})
     t = study.token_breakdown()
     assert list(t["variant"]) == ["spqr-8b", "spqr-3b"] and set(t["model"]) == {"0.5B"}
-    bins = [c for c in t.columns if c.startswith("dNLL from")]
+    bins = [c for c in t.columns if c.startswith("calibration from")]
     assert len(bins) == len(token_breakdown.BINS) - 1
-    assert t[bins].sum(axis=1).iloc[0] == pytest.approx(s["dnll"], abs=1e-6)
+    assert t[bins].sum(axis=1).iloc[0] == pytest.approx(s["calibration_term"], abs=1e-6)
     assert t["perplexity ratio"].iloc[0] == pytest.approx(np.exp(s["dnll"]))
     assert list(t["dNLL as recorded"]) == pytest.approx([0.1, 0.1])
     assert list(t["same weights as the run"]) == [False, True]
+
+
+def test_nll_beyond_kl_from_the_records_alone():
+    import pandas as pd
+
+    from quantlib.reporting import study
+
+    m = "qwen2.5-coder-0.5b-instruct"
+    df = pd.DataFrame({"model": [m, m, m], "label": ["bf16", "a", "b"],
+                       "ppl_wikitext2_ratio": [1.0, np.exp(0.05), np.exp(0.02)], "kl_wikitext2": [np.nan, 0.01, 0.07]})
+    t = study.nll_beyond_kl(df)
+    assert list(t["label"]) == ["a", "b"] and set(t["model"]) == {"0.5B"}  # the baseline has no KL to itself
+    assert list(t["dNLL - recorded KL"]) == pytest.approx([0.04, -0.05])
+    assert study.nll_beyond_kl(pd.DataFrame()).empty
