@@ -108,6 +108,11 @@ def test_an_unrecorded_label_fails_naming_it_and_writes_nothing(tiny_model, tmp_
     assert token_breakdown.main([tiny_model, "--labels", "spqr-8b"]) == 2
     assert "spqr-8b" in capsys.readouterr().err and not (tmp_path / "diagnostics").exists()
     assert token_breakdown.main([tiny_model, "--labels", "x", "--windows", "0"]) == 2
+    # two baselines of the same model and dtype: which one the breakdown compares with is not guessed
+    _record(paths.RUNS, RunSpec(model=tiny_model, method="rtn", bits=4))
+    _record(paths.RUNS, RunSpec(model=tiny_model, method="fp", perplexity={"limit": 3}))
+    with pytest.raises(ValueError, match="one baseline run"):
+        token_breakdown.model_runs(tiny_model, ["rtn-4b"])
 
 
 def test_the_study_reads_one_row_per_variant_beside_what_the_runs_recorded(tmp_path, monkeypatch):

@@ -88,7 +88,7 @@ def model_runs(model: str, labels: list[str], runs: Path | None = None) -> tuple
         raise ValueError(f"more than one recorded run per label: {twice}")
     quantized = [v[0] for v in chosen.values()]
     dtypes = {s.dtype for _, s in quantized}
-    base = [v[0] for v in found.values() if v[0][1].method == "fp" and v[0][1].dtype in dtypes]
+    base = [r for v in found.values() for r in v if r[1].method == "fp" and r[1].dtype in dtypes]
     if len(dtypes) != 1 or len(base) != 1:
         raise ValueError(f"need one baseline run of {model} in the runs' dtype {sorted(dtypes)}; "
                          f"found {[f.name for f, _ in base]}")
