@@ -23,7 +23,7 @@ TORCH_SPEC ?=
 
 STUDY_GRID ?= data/grids/study.yaml data/grids/study-1.5b.yaml
 
-.PHONY: venv study-models runs study generalization spqr-statistics token-breakdown efficiency summary book pdf latex check-html browser report test test-fast lint lab clean-book
+.PHONY: venv study-models runs study generalization spqr-statistics token-breakdown efficiency study-efficiency summary book pdf latex check-html browser report test test-fast lint lab clean-book
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: requirements.txt requirements-data.txt pyproject.toml
@@ -75,10 +75,16 @@ BREAKDOWN_LABELS ?= spqr-8b,spqr-4b,spqr-3b
 token-breakdown: study-models
 	$(PY) -m quantlib.scoring.token_breakdown $(BREAKDOWN_MODEL) --labels $(BREAKDOWN_LABELS)
 
-# slow stage: memory and decode speed of every run that shared the CPUs with another, one at a time
-# with the whole machine (writes efficiency.json; measured runs are skipped)
+# slow stage: memory and decode speed of every run of the grids that shared the CPUs with another, one
+# at a time with the whole machine (writes efficiency.json; measured runs are skipped). Runs of other
+# grids (the perplexity-only seed spreads, say) are left alone.
+EFFICIENCY_GRID ?= $(GRID)
 efficiency: venv
-	$(PY) -m quantlib.running.stages efficiency
+	$(PY) -m quantlib.running.stages efficiency $(addprefix --grid=,$(EFFICIENCY_GRID))
+
+# the same for the study's runs
+study-efficiency: study-models
+	$(PY) -m quantlib.running.stages efficiency $(addprefix --grid=,$(STUDY_GRID))
 
 # cheap stage: the table the book reads, rebuilt from the committed records
 # (rewritten only when a record, or the code that reads it, is newer: its bootstrap takes ~1.5 min)

@@ -3,6 +3,7 @@ timed on a busy machine: efficiency.settled), each measured alone in a fresh pro
 not carry over an earlier model).
 
     python -m quantlib.running.stages efficiency [data/runs/<run> ...]   # default: every finished run
+    python -m quantlib.running.stages efficiency --grid data/grids/default.yaml   # the finished runs of a grid
 """
 from __future__ import annotations
 
@@ -40,14 +41,33 @@ def measure_efficiency_fresh(folder: Path) -> str:
     return "measured"
 
 
+def folders_to_measure(runs: list[Path], grids: list[Path]) -> list[Path]:
+    """The runs named, else the finished runs of the grids named, else every finished run."""
+    if runs:
+        return runs
+    folders = [f for f in sorted(paths.RUNS.iterdir()) if records.complete(f)]
+    if not grids:
+        return folders
+    from quantlib.running.spec import load_grid
+
+    names = {s.name for g in grids for s in load_grid(g)}
+    return [f for f in folders if f.name in names]
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("stage", choices=["efficiency"])
     ap.add_argument("runs", nargs="*", type=Path)
     ap.add_argument("--here", action="store_true", help="measure in this process (what each fresh process runs)")
+    ap.add_argument("--grid", action="append", default=[], type=Path,
+                    help="only the finished runs of this grid file (repeatable)")
     a = ap.parse_intermixed_args(argv)
     step = measure_efficiency if a.here else measure_efficiency_fresh
-    folders = a.runs or [f for f in sorted(paths.RUNS.iterdir()) if records.complete(f)]
+    try:
+        folders = folders_to_measure(a.runs, a.grid)
+    except (OSError, ValueError) as e:  # a missing or invalid grid file: named, nothing measured
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     failed = 0
     for f in folders:
         try:
