@@ -129,6 +129,8 @@ def test_hours_to_go_from_each_models_median_cell():
                          "state": ["done", "done", "perplexity 3 of 3", "to run", "done", "to run"],
                          "wall hours": [1.0, 2.0, 0.5, float("nan"), 3.0, float("nan")]})
     assert study.hours_to_go(prog) == 1.0 + 1.5 + 3.0  # the cell in progress has spent 0.5 of its 1.5
+    assert study.to_go(prog).startswith("3 still to run, about 6 hours")
+    assert study.to_go(prog.assign(state="done")) == "every cell is done"
 
 
 def test_caption_says_how_coarsely_the_paper_printed_its_values(tmp_path, monkeypatch):

@@ -128,7 +128,7 @@ def test_the_study_reads_one_row_per_variant_beside_what_the_runs_recorded(tmp_p
         files.write_json(paths.RUNS / run / "perplexity.json", {"corpora": {"wikitext2": {"window_nll": w}}})
     model = "qwen2.5-coder-0.5b-instruct"
     files.write_json(token_breakdown.out_file(model), {
-        "model": model, "corpus": "wikitext2", "windows": 2, "labels": ["spqr-8b", "spqr-3b"],
+        "model": model, "corpus": "wikitext2", "windows": 2, "torch_threads": 1, "labels": ["spqr-8b", "spqr-3b"],
         "runs": {"baseline": "base", "spqr-8b": "a", "spqr-3b": "b"},
         "records": {"spqr-8b": {"same_weights": False}, "spqr-3b": {"same_weights": True}},
         "variants": {"spqr-8b": s, "spqr-3b": s}})
@@ -139,7 +139,7 @@ def test_the_study_reads_one_row_per_variant_beside_what_the_runs_recorded(tmp_p
     assert t[bins].sum(axis=1).iloc[0] == pytest.approx(s["calibration_term"], abs=1e-6)
     assert t["perplexity ratio"].iloc[0] == pytest.approx(np.exp(s["dnll"]))
     assert list(t["dNLL as recorded"]) == pytest.approx([0.1, 0.1])
-    assert list(t["same weights as the run"]) == [False, True]
+    assert list(t["same weights as the run"]) == [False, True] and set(t["threads"]) == {1}
 
 
 def test_nll_beyond_kl_from_the_records_alone():

@@ -56,6 +56,15 @@ def hours_to_go(prog: pd.DataFrame) -> float:
     return left
 
 
+def to_go(prog: pd.DataFrame) -> str:
+    """The progress line's tail: how many cells are left and about how long they need, or that none is."""
+    left = int((prog["state"] != "done").sum())
+    if not left:
+        return "every cell is done"
+    return (f"{left} still to run, about {hours_to_go(prog):.0f} hours more at each model's median cell time "
+            "(a slow method's cell can take several times that)")
+
+
 def baselines(df: pd.DataFrame) -> pd.DataFrame:
     """Per model and benchmark: the baseline's score beside chance, its n, the minimum detectable
     difference (80% power, 5% level) planned from the baseline's items (rho 0.5) and as measured on
@@ -286,6 +295,7 @@ def token_breakdown() -> pd.DataFrame:
             bins = {f"calibration from p(y) in [{b['p_y_from']:g}, {b['p_y_to']:g}{']' if b['p_y_to'] == 1 else ')'}":
                     b["share"] * (b["dnll"] - b["kl"]) if b["share"] else 0.0 for b in r["by_p_y"]}
             rows.append({"model": embedded.size(d["model"]), "variant": label, "windows": d["windows"],
+                         "threads": d["torch_threads"],
                          "perplexity ratio": np.exp(r["dnll"]), "dNLL": r["dnll"], "exact KL": r["kl"],
                          "recorded KL (lower bound)": r["coarse_kl"], "calibration term": r["calibration_term"],
                          "entropy change": r["entropy_q"] - r["entropy_p"], **bins,
