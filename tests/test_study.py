@@ -1,5 +1,6 @@
 """The study's pages (quantlib.reporting.study): progress, baselines with their MDD, GPTQ over RTN."""
 import json
+import math
 
 import pytest
 
@@ -129,7 +130,10 @@ def test_hours_to_go_from_each_models_median_cell():
                          "state": ["done", "done", "perplexity 3 of 3", "to run", "done", "to run"],
                          "wall hours": [1.0, 2.0, 0.5, float("nan"), 3.0, float("nan")]})
     assert study.hours_to_go(prog) == 1.0 + 1.5 + 3.0  # the cell in progress has spent 0.5 of its 1.5
-    assert study.to_go(prog).startswith("3 still to run, about 6 hours")
+    assert study.to_go(prog) == "3 still to run, about 6 hours more at each model's median cell time"
+    slow = prog.assign(**{"wall hours": [1.0, 2.0, 1.6, float("nan"), 3.0, float("nan")]})
+    assert math.isnan(study.hours_to_go(slow)) and "no time is estimated" in study.to_go(slow)
+    assert math.isnan(study.hours_to_go(prog.iloc[2:4]))  # no finished cell to price it by
     assert study.to_go(prog.assign(state="done")) == "every cell is done"
 
 

@@ -47,12 +47,16 @@ def progress() -> pd.DataFrame:
 
 def hours_to_go(prog: pd.DataFrame) -> float:
     """Wall hours the unfinished cells still need, estimated per model from its finished cells' median
-    (a cell in progress counts what it has already spent); NaN where a model has no finished cell."""
+    (a cell in progress counts what it has already spent); NaN where a model has no finished cell, or
+    where a cell in progress has already run past that median (its own pace is then unknown)."""
     left = 0.0
     for _, g in prog.groupby("model"):
         done = g["state"] == "done"
         per_cell = g.loc[done, "wall hours"].median()
-        left += sum(max(per_cell - (h if pd.notna(h) else 0.0), 0.0) for h in g.loc[~done, "wall hours"])
+        spent = g.loc[~done, "wall hours"].fillna(0.0)
+        if np.isnan(per_cell) or (spent >= per_cell).any():
+            return float("nan")
+        left += float((per_cell - spent).sum())
     return left
 
 
@@ -61,8 +65,11 @@ def to_go(prog: pd.DataFrame) -> str:
     left = int((prog["state"] != "done").sum())
     if not left:
         return "every cell is done"
-    return (f"{left} still to run, about {hours_to_go(prog):.0f} hours more at each model's median cell time "
-            "(a slow method's cell can take several times that)")
+    hours = hours_to_go(prog)
+    if np.isnan(hours):
+        return (f"{left} still to run (a cell in progress has already run longer than its model's median cell, "
+                "so no time is estimated)")
+    return f"{left} still to run, about {hours:.0f} hours more at each model's median cell time"
 
 
 def baselines(df: pd.DataFrame) -> pd.DataFrame:
