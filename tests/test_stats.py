@@ -1,5 +1,6 @@
 """The statistics, on synthetic data with known answers."""
 import json
+import math
 
 import numpy as np
 import pytest
@@ -53,6 +54,14 @@ def test_benchmark_stats_pairs_items_and_counts_flips(tmp_path):
     assert s["paired_n"] == 8 and s["flips"] == pytest.approx(4 / 8)
     assert s["p"] == pytest.approx(stats.mcnemar([1, 1, 1, 1, 0, 0, 0, 0], [1, 0, 0, 0, 0, 0, 0, 1])["p"])
     assert s["ci_lo"] <= 0.25 <= s["ci_hi"]
+
+
+def test_no_mdd_when_no_item_changed(tmp_path):
+    scores = [1.0, 0.5, 0.0, 1.0, 0.2]
+    same = stats.paired("followbench", scores, scores)
+    assert same["delta"] == 0 and same["p"] == 1.0 and math.isnan(same["mdd"])
+    moved = stats.paired("followbench", scores, [1.0, 0.5, 0.0, 1.0, 0.4])
+    assert moved["mdd"] > 0
 
 
 def test_graded_scores_use_a_signed_rank_test(tmp_path):

@@ -85,9 +85,9 @@ def mcnemar(a, b) -> dict:
 def paired(name: str, base: list, quant: list, level: float = 0.95, power: float = 0.8) -> dict:
     """The change from the baseline on the same items: its value, a paired bootstrap interval, the
     minimum detectable difference (MDD) of these n items, (z_{1-alpha/2} + z_power) times the bootstrap
-    standard error of the difference (quantlib.reporting.power, with the measured spread), and the
-    p-value of 'quantized differs from baseline': exact McNemar for right/wrong outcomes, Wilcoxon
-    signed-rank for graded ones, the two-sided paired bootstrap for corpus BLEU."""
+    standard error of the difference (quantlib.reporting.power, with the measured spread; NaN when no
+    item changed), and the p-value of 'quantized differs from baseline': exact McNemar for right/wrong
+    outcomes, Wilcoxon signed-rank for graded ones, the two-sided paired bootstrap for corpus BLEU."""
     n = len(base)
     if n < 2:
         return {}
@@ -105,7 +105,10 @@ def paired(name: str, base: list, quant: list, level: float = 0.95, power: float
             p = 1.0 if np.allclose(x, y) else float(stats.wilcoxon(x, y, zero_method="zsplit").pvalue)
     lo, hi = _interval(deltas, level)
     z = stats.norm.ppf((1 + level) / 2) + stats.norm.ppf(power)
-    return {"p": p, "delta": observed, "delta_lo": lo, "delta_hi": hi, "mdd": float(z * deltas.std(ddof=1))}
+    # no item changed: the spread of the differences is not estimable from these runs, so no MDD
+    # (the plug-in value, 0, would claim that any difference is detectable)
+    mdd = float(z * deltas.std(ddof=1)) if deltas.std() > 0 else float("nan")
+    return {"p": p, "delta": observed, "delta_lo": lo, "delta_hi": hi, "mdd": mdd}
 
 
 def benchmark_stats(name: str, metric: str, run_samples: Path, base_samples: Path | None) -> dict:

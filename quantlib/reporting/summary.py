@@ -144,7 +144,7 @@ def uncertainty(long: pd.DataFrame, runs: Path) -> pd.DataFrame:
         run_file = Path(runs) / run / "samples" / f"{name}.jsonl"
         base_file = Path(runs) / same[0] / "samples" / f"{name}.jsonl" if same else None
         st = stats.benchmark_stats(name, suite.headline(name), run_file, base_file)
-        out += [ident | {"entity": name, "metric": k, "value": v} for k, v in st.items() if v is not None]
+        out += [ident | {"entity": name, "metric": k, "value": v} for k, v in st.items() if pd.notna(v)]
     for _, ident in runs_.iterrows():  # perplexity: intervals over windows, paired with the baseline's
         same = ident["baselines"]
         ppl, ref = _window_nll(Path(runs) / ident["run"]), _window_nll(Path(runs) / same[0]) if same else {}
