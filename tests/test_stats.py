@@ -56,7 +56,7 @@ def test_benchmark_stats_pairs_items_and_counts_flips(tmp_path):
     assert s["ci_lo"] <= 0.25 <= s["ci_hi"]
 
 
-def test_no_mdd_when_no_item_changed(tmp_path):
+def test_no_mdd_when_no_item_changed():
     scores = [1.0, 0.5, 0.0, 1.0, 0.2]
     same = stats.paired("followbench", scores, scores)
     assert same["delta"] == 0 and same["p"] == 1.0 and math.isnan(same["mdd"])
