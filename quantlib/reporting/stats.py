@@ -107,8 +107,8 @@ def paired(name: str, base: list, quant: list, level: float = 0.95, power: float
     z = stats.norm.ppf((1 + level) / 2) + stats.norm.ppf(power)
     # no item changed: the spread of the differences is not estimable from these runs, so no MDD
     # (the plug-in value, 0, would claim that any difference is detectable)
-    mdd = float(z * deltas.std(ddof=1)) if deltas.std() > 0 else float("nan")
-    return {"p": p, "delta": observed, "delta_lo": lo, "delta_hi": hi, "mdd": mdd}
+    sd = deltas.std(ddof=1)
+    return {"p": p, "delta": observed, "delta_lo": lo, "delta_hi": hi, "mdd": float(z * sd) if sd > 0 else float("nan")}
 
 
 def benchmark_stats(name: str, metric: str, run_samples: Path, base_samples: Path | None) -> dict:
